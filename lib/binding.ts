@@ -1,0 +1,72 @@
+// The one place that loads the native addon. Everything else imports
+// `binding` from here; the raw surface is typed below.
+import * as path from 'node:path';
+
+/* eslint-disable @typescript-eslint/no-var-requires */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const load = require('node-gyp-build') as (dir: string) => unknown;
+
+export interface SegInfo {
+  id: string;
+  kind: number;
+  ctx: number;
+  pid: number;
+  fd: number;
+  dev: string;
+  ino: string;
+  size: string;
+  name: string;
+  dataSize: number;
+  persistent: boolean;
+}
+
+export interface Binding {
+  init(): { token: number; threadIndex: number; pid: number; cpus: number };
+  alloc(ctx: number, kind: number, units: number): [seg: number, off: number, gen: number];
+  slotRef(seg: number, off: number, gen: number, kind: number): number;
+  slotUnref(seg: number, off: number): number;
+  open(
+    id: string, kind: number, ctx: number, pid: number, fd: number,
+    dev: string, ino: string, size: string, name: string | null,
+  ): [status: number, seg: number];
+  adoptFd(fd: number): [status: number, seg: number];
+  segRetain(seg: number): number;
+  segRelease(seg: number): number;
+  buffer(seg: number, dataOnly: boolean): [ArrayBuffer, number];
+  dropBuffer(ab: ArrayBuffer, id: number): number;
+  segInfo(seg: number): SegInfo | null;
+  stats(): { mapped: number; arenas: number; shm: number; views: number };
+  pidAlive(pid: number): boolean;
+
+  lockAcquire(buf: ArrayBuffer, off: number, token: number, timeout: number, recursive: boolean): number;
+  lockSettle(buf: ArrayBuffer, off: number, token: number): number;
+  lockRelease(buf: ArrayBuffer, off: number, token: number, recursive: boolean): number;
+  lockAbandon(buf: ArrayBuffer, off: number, token: number): number;
+  lockMarkConsistent(buf: ArrayBuffer, off: number, token: number): number;
+  tokenAlive(buf: ArrayBuffer, token: number): boolean;
+  semAcquire(buf: ArrayBuffer, off: number, timeout: number): number;
+  semRelease(buf: ArrayBuffer, off: number, n: number): number;
+  semRecover(buf: ArrayBuffer, off: number): number;
+  eventWait(buf: ArrayBuffer, off: number, timeout: number): number;
+  eventWake(buf: ArrayBuffer, off: number): number;
+  condWait(
+    lockBuf: ArrayBuffer, lockOff: number, recursive: boolean,
+    condBuf: ArrayBuffer, condOff: number, token: number, timeout: number,
+  ): number;
+  condNotify(buf: ArrayBuffer, off: number, n: number): number;
+  barrierWait(buf: ArrayBuffer, off: number, token: number, timeout: number): [number, number] | number;
+  barrierReset(buf: ArrayBuffer, off: number, token: number): number;
+  barrierAbort(buf: ArrayBuffer, off: number, token: number): number;
+  wordWait(buf: ArrayBuffer, byteOffset: number, value: number, timeout: number): number;
+  wordWake(buf: ArrayBuffer, byteOffset: number, count: number): number;
+
+  shmCreate(ctx: number, size: number, name: string | null, persistent: boolean): [number, number];
+  shmOpenName(name: string): [number, number];
+  shmUnlink(name: string): number;
+
+  pidfdOpen(pid: number): number;
+  pidfdWait(fd: number, timeout: number): { code: number | null; signal: number } | null;
+  closeFd(fd: number): number;
+}
+
+export const binding = load(path.join(__dirname, '..')) as Binding;

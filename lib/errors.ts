@@ -1,0 +1,112 @@
+// Error classes of the public API (see API.md). Codes are fixed; messages say
+// what happened and what to do.
+
+export class ForksafeError extends Error {
+  code: string;
+  constructor(message: string, code = 'ERR_FORKSAFE', options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+export class ContextError extends ForksafeError {
+  constructor(message: string) {
+    super(message, 'ERR_FORKSAFE_CONTEXT_MISMATCH');
+  }
+}
+
+export class OwnerDiedError extends ForksafeError {
+  /** pid of the owner that died holding the lock. */
+  readonly pid: number;
+  /** forksafe JS-thread index of that owner within its process. */
+  readonly tid: number;
+  constructor(pid: number, tid: number, what: string) {
+    super(
+      `${what}: the previous owner (pid ${pid}, thread ${tid}) died holding it. ` +
+        'The lock is now held by you: repair the state it protects, then call markConsistent() ' +
+        'before release(), or it becomes unusable (NotRecoverableError).',
+      'ERR_FORKSAFE_OWNER_DIED',
+    );
+    this.pid = pid;
+    this.tid = tid;
+  }
+}
+
+export class NotOwnerError extends ForksafeError {
+  constructor(message: string) {
+    super(message, 'ERR_FORKSAFE_NOT_OWNER');
+  }
+}
+
+export class DeadlockError extends ForksafeError {
+  constructor(message: string) {
+    super(message, 'ERR_FORKSAFE_DEADLOCK');
+  }
+}
+
+export class NotRecoverableError extends ForksafeError {
+  constructor(message: string) {
+    super(message, 'ERR_FORKSAFE_NOT_RECOVERABLE');
+  }
+}
+
+export class ClosedError extends ForksafeError {
+  constructor(what: string) {
+    super(`${what} is closed`, 'ERR_FORKSAFE_CLOSED');
+  }
+}
+
+export class ForkUnsafeError extends ForksafeError {
+  readonly reasons: string[];
+  constructor(reasons: string[]) {
+    super(`fork() refused: ${reasons.join('; ')}`, 'ERR_FORKSAFE_FORK_UNSAFE');
+    this.reasons = reasons;
+  }
+}
+
+export class BrokenBarrierError extends ForksafeError {
+  constructor(message = 'the barrier is broken') {
+    super(message, 'ERR_FORKSAFE_BROKEN_BARRIER');
+  }
+}
+
+/** A `lock()` guard that could not be taken in time (extension of API.md). */
+export class TimeoutError extends ForksafeError {
+  constructor(message: string) {
+    super(message, 'ERR_FORKSAFE_TIMEOUT');
+  }
+}
+
+export function badHandle(detail: string): ForksafeError {
+  return new ForksafeError(`invalid forksafe handle: ${detail}`, 'ERR_FORKSAFE_BAD_HANDLE');
+}
+
+// Node-style argument errors.
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return `function ${(value as { name?: string }).name || '<anonymous>'}`;
+  if (typeof value === 'object') {
+    const ctor = (value as object).constructor;
+    return ctor && ctor.name ? `an instance of ${ctor.name}` : 'an object';
+  }
+  let shown = String(value);
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  if (typeof value === 'string') shown = `'${shown}'`;
+  return `type ${typeof value} (${shown})`;
+}
+
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const e = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`);
+  (e as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
+  return e;
+}
+
+export function outOfRange(name: string, range: string, actual: unknown): RangeError {
+  const e = new RangeError(
+    `The value of "${name}" is out of range. It must be ${range}. Received ${String(actual)}`,
+  );
+  (e as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
+  return e;
+}

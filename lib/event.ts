@@ -1,0 +1,59 @@
+// Event: a flag (Int32 at slot +16, the futex word) and a count of sleepers
+// (+20). isSet/set/clear are plain atomics in JS; set() makes a wake-up
+// syscall only when someone sleeps.
+import { binding } from './binding';
+import { EVENT_FLAG_I, KIND, S } from './layout';
+import { Primitive, contextOf, takeAttach } from './primitive';
+import { BaseHandle, unexpected } from './runtime';
+import { timeoutOf, validateObject } from './validate';
+
+export interface WaitOptions {
+  timeout?: number;
+}
+
+export class Event extends Primitive {
+  /** @internal */ _f = 0;
+
+  constructor(opts?: Record<string, never>) {
+    super();
+    const h = takeAttach();
+    if (h) {
+      this._attach(h, KIND.Event);
+    } else {
+      validateObject('options', opts);
+      this._create(contextOf(new.target), KIND.Event, 1);
+    }
+    this._f = this._base + EVENT_FLAG_I;
+  }
+
+  isSet(): boolean {
+    const i32 = this._i32 ?? this._closed();
+    return Atomics.load(i32, this._f) === 1;
+  }
+
+  set(): void {
+    const i32 = this._i32 ?? this._closed();
+    const f = this._f;
+    Atomics.store(i32, f, 1);
+    if (Atomics.load(i32, f + 1) !== 0) binding.eventWake(this._buf as ArrayBuffer, this._off);
+  }
+
+  clear(): void {
+    const i32 = this._i32 ?? this._closed();
+    Atomics.store(i32, this._f, 0);
+  }
+
+  /** Blocks until set (true) or the timeout passes (false). */
+  wait(opts?: WaitOptions): boolean {
+    const i32 = this._i32 ?? this._closed();
+    if (Atomics.load(i32, this._f) === 1) return true;
+    const st = binding.eventWait(this._buf as ArrayBuffer, this._off, opts === undefined ? -1 : timeoutOf(opts));
+    if (st === S.OK) return true;
+    if (st === S.TIMED_OUT) return false;
+    throw unexpected(st, 'Event.wait()');
+  }
+
+  handle(): BaseHandle {
+    return this._handle('Event');
+  }
+}

@@ -1,0 +1,29 @@
+// forksafe: shared-memory primitives and processes for Node.js, with every
+// primitive bound to the context that made it. See README.md and API.md.
+import { getContext } from './context';
+
+export { getContext, getStartMethods } from './context';
+export type { Context } from './context';
+export type { StartMethod } from './layout';
+export { Lock, RLock } from './lock';
+export type { AcquireOptions, LockGuard, LockHandle } from './lock';
+export { Semaphore, BoundedSemaphore } from './semaphore';
+export type { SemaphoreOptions } from './semaphore';
+export { Event } from './event';
+export type { WaitOptions } from './event';
+export { Condition } from './condition';
+export { Barrier } from './barrier';
+export type { BarrierOptions } from './barrier';
+export { SharedMemory } from './shared-memory';
+export type { SharedMemoryOptions } from './shared-memory';
+export { Process } from './process';
+export type { ProcessOptions, ExitInfo, Target } from './process';
+export { attach } from './attach';
+export type { BaseHandle as Handle } from './runtime';
+export {
+  ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError, NotRecoverableError,
+  ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError,
+} from './errors';
+
+// Instantiate the default context eagerly so its classes are the top-level ones.
+getContext();

@@ -1,0 +1,122 @@
+// Base of every slot-backed primitive: context binding, handle(), close(),
+// Symbol.dispose, and the "closed" guard used by every method.
+import { ClosedError, ContextError } from './errors';
+import type { Context } from './context';
+import { getContext, defaultMethod } from './context';
+import { StartMethod } from './layout';
+import {
+  allocSlot, attachSlot, BaseHandle, releaseSlot, segmentHandle, SlotRef, track, untrack,
+} from './runtime';
+
+/** Static marker on a context's subclasses: which context `new` binds to. */
+export const CONTEXT_OF = Symbol('forksafe.context');
+
+export function contextOf(ctor: unknown): StartMethod {
+  const m = (ctor as { [CONTEXT_OF]?: StartMethod })[CONTEXT_OF];
+  return m ?? defaultMethod();
+}
+
+// attach(): constructors of a primitive either create a new slot or, when a
+// handle is pending here, attach to the slot it names.
+let attaching: BaseHandle | null = null;
+
+export function constructAttached<T>(C: new (...args: never[]) => T, h: BaseHandle): T {
+  attaching = h;
+  try {
+    return new C();
+  } finally {
+    attaching = null;
+  }
+}
+
+/** Returns (and clears) the handle being attached, if any. Call first thing in a constructor. */
+export function takeAttach(): BaseHandle | null {
+  const h = attaching;
+  attaching = null;
+  return h;
+}
+
+export abstract class Primitive {
+  /** @internal */ _slot: SlotRef | null = null;
+  /** @internal */ _i32: Int32Array | null = null;
+  /** @internal */ _buf: ArrayBuffer | null = null;
+  /** @internal */ _off = 0;
+  /** @internal */ _base = 0;
+  /** @internal */ _method: StartMethod = 'spawn';
+
+  /** The context that made this primitive. */
+  get context(): Context {
+    return getContext(this._method);
+  }
+
+  /** @internal */
+  _create(method: StartMethod, kind: number, units: number): void {
+    this._adopt(method, allocSlot(method, kind, units));
+  }
+
+  /** @internal */
+  _attach(h: BaseHandle, kind: number): void {
+    this._adopt(h.context, attachSlot(h.segment, h.offset, h.generation, kind, h.context, this.constructor.name));
+  }
+
+  private _adopt(method: StartMethod, slot: SlotRef): void {
+    this._method = method;
+    this._slot = slot;
+    this._i32 = slot.view.i32;
+    this._buf = slot.view.buf;
+    this._off = slot.off;
+    this._base = slot.base;
+    track(this, slot);
+  }
+
+  /** @internal */
+  _closed(): never {
+    throw new ClosedError(this.constructor.name);
+  }
+
+  /** @internal Base fields of this primitive's handle. */
+  _handle(type: string): BaseHandle {
+    const slot = this._slot ?? this._closed();
+    return {
+      forksafe: 1,
+      type,
+      context: this._method,
+      segment: segmentHandle(slot.seg),
+      offset: slot.off,
+      generation: slot.gen,
+    };
+  }
+
+  /** @internal Called before the slot goes; subclasses release what they hold. */
+  _beforeClose(): void {}
+
+  /** Releases this process's reference. Later use throws ClosedError. Idempotent. */
+  close(): void {
+    const slot = this._slot;
+    if (!slot) return;
+    this._beforeClose();
+    this._slot = null;
+    this._i32 = null;
+    this._buf = null;
+    untrack(this);
+    releaseSlot(slot);
+  }
+
+  get closed(): boolean {
+    return this._slot === null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** @internal Enforces Context rule 2 when handing this to a process. */
+  _checkContext(target: StartMethod, where: string): void {
+    if (this._method !== target) {
+      throw new ContextError(
+        `${this.constructor.name} of the '${this._method}' context cannot be handed to ${where} ` +
+          `of the '${target}' context: create it from getContext('${target}') instead.`,
+      );
+    }
+  }
+}

@@ -1,0 +1,222 @@
+// Process for the 'spawn' context: a fresh `node` running forksafe's bootstrap
+// (dist/bootstrap.js), which loads only the target module (never the parent's
+// main script), attaches the primitives found in args, calls the export and
+// exits with its result. Segments reach the child as inherited fds.
+import * as child_process from 'node:child_process';
+import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import type { Readable } from 'node:stream';
+import { binding } from './binding';
+import { ForksafeError, invalidArgType } from './errors';
+import { contextOf } from './primitive';
+import { toWire } from './handoff';
+import type { StartMethod } from './layout';
+import { validateObject } from './validate';
+
+export type Target = ((...args: never[]) => unknown) | { module: string; export?: string };
+
+export interface ProcessOptions {
+  target: Target;
+  args?: unknown[];
+  name?: string;
+  env?: NodeJS.ProcessEnv;
+  stdio?: 'inherit' | 'pipe';
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** The payload the bootstrap reads from fd 3. */
+export interface BootPayload {
+  module: string;
+  export: string | null;
+  args: unknown[];
+  fds: number[];
+  name: string | null;
+}
+
+// Flags of the parent that must not reach the child: they would run the
+// parent's code again, or fight over the same debugger port.
+const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch)(=|$)|^-[ep]$/;
+
+function childExecArgv(): string[] {
+  const out: string[] = [];
+  const a = process.execArgv;
+  for (let i = 0; i < a.length; i++) {
+    if (DROP.test(a[i])) {
+      if (/^(-e|-p|--eval|--print)$/.test(a[i])) i++; // skip its value
+      continue;
+    }
+    out.push(a[i]);
+  }
+  return out;
+}
+
+function resolveModule(spec: string): string {
+  if (path.isAbsolute(spec)) return spec;
+  if (spec.startsWith('./') || spec.startsWith('../')) return path.resolve(spec);
+  try {
+    return require.resolve(spec, { paths: [process.cwd()] });
+  } catch {
+    return spec; // a bare name the child may still resolve; it reports if not
+  }
+}
+
+const SIGNAMES: Record<number, NodeJS.Signals> = Object.fromEntries(
+  Object.entries(require('node:os').constants.signals as Record<string, number>).map(([k, v]) => [v, k as NodeJS.Signals]),
+);
+
+export class Process {
+  /** @internal */ _method: StartMethod;
+  /** @internal */ _opts: ProcessOptions;
+  /** @internal */ _child: child_process.ChildProcess | null = null;
+  /** @internal */ _pidfd = -1;
+  /** @internal */ _exit: ExitInfo | null = null;
+  /** @internal */ _resolve!: (e: ExitInfo) => void;
+  /** @internal */ _reject!: (e: Error) => void;
+  /** Resolves with {code, signal} when the child has exited, whatever killed it. */
+  readonly exited: Promise<ExitInfo>;
+  readonly name: string | null;
+  /** With stdio: 'pipe'. */
+  stdout: Readable | null = null;
+  stderr: Readable | null = null;
+
+  constructor(opts: ProcessOptions) {
+    if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
+    validateObject('options', opts);
+    this._method = contextOf(new.target);
+    const t = opts.target;
+    if (typeof t === 'function') {
+      throw invalidArgType(
+        'options.target',
+        "{ module, export } for the 'spawn' context (a function cannot cross into a new process: " +
+          'put it in a module and name it)',
+        t,
+      );
+    }
+    if (t === null || typeof t !== 'object' || typeof t.module !== 'string' || t.module === '') {
+      throw invalidArgType('options.target', 'an object { module: string, export?: string }', t);
+    }
+    if (t.export !== undefined && typeof t.export !== 'string') {
+      throw invalidArgType('options.target.export', 'of type string', t.export);
+    }
+    if (opts.args !== undefined && !Array.isArray(opts.args)) throw invalidArgType('options.args', 'an array', opts.args);
+    if (opts.name !== undefined && typeof opts.name !== 'string') throw invalidArgType('options.name', 'of type string', opts.name);
+    if (opts.env !== undefined) validateObject('options.env', opts.env);
+    if (opts.stdio !== undefined && opts.stdio !== 'inherit' && opts.stdio !== 'pipe') {
+      throw invalidArgType('options.stdio', "'inherit' or 'pipe'", opts.stdio);
+    }
+    this._opts = opts;
+    this.name = opts.name ?? null;
+    this.exited = new Promise<ExitInfo>((res, rej) => {
+      this._resolve = res;
+      this._reject = rej;
+    });
+    this.exited.catch(() => {}); // a spawn failure is reported; it must not be "unhandled"
+  }
+
+  /** Spawns the child. Context rules are checked first: nothing starts if they fail. */
+  start(): this {
+    if (this._child) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
+    const t = this._opts.target as { module: string; export?: string };
+    const fds = new Set<number>();
+    const args = toWire(this._opts.args ?? [], this._method, `a Process`, fds);
+    const fdList = [...fds];
+    const payload: BootPayload = {
+      module: resolveModule(t.module),
+      export: t.export ?? null,
+      args,
+      fds: fdList.map((_, i) => 4 + i),
+      name: this.name,
+    };
+    const wire = v8.serialize(payload); // throws DataCloneError before anything starts
+    const out = this._opts.stdio === 'pipe' ? 'pipe' : 'inherit';
+    const child = child_process.spawn(
+      process.execPath,
+      [...childExecArgv(), path.join(__dirname, 'bootstrap.js')],
+      {
+        stdio: ['inherit', out, out, 'pipe', ...fdList],
+        env: this._opts.env ?? process.env,
+        argv0: this.name ?? undefined,
+      },
+    );
+    this._child = child;
+    if (child.pid !== undefined) {
+      try {
+        this._pidfd = binding.pidfdOpen(child.pid);
+      } catch {
+        this._pidfd = -1; // join() then falls back to exit events only
+      }
+    }
+    this.stdout = child.stdout;
+    this.stderr = child.stderr;
+    child.on('error', (err) => {
+      if (!this._exit) {
+        this._closePidfd();
+        this._reject(err);
+      }
+    });
+    child.on('exit', (code, signal) => {
+      this._settle({ code, signal });
+    });
+    const pipe = child.stdio[3] as NodeJS.WritableStream | null;
+    if (pipe) {
+      (pipe as unknown as { on(e: string, f: () => void): void }).on('error', () => {}); // child died early: exit reports it
+      pipe.end(wire);
+    }
+    return this;
+  }
+
+  /** @internal */
+  _settle(e: ExitInfo): void {
+    if (this._exit) return;
+    this._exit = e;
+    this._closePidfd();
+    this._resolve(e);
+  }
+
+  /** @internal */
+  _closePidfd(): void {
+    if (this._pidfd >= 0) {
+      binding.closeFd(this._pidfd);
+      this._pidfd = -1;
+    }
+  }
+
+  get pid(): number | null {
+    return this._child?.pid ?? null;
+  }
+
+  get exitCode(): number | null {
+    return this._exit?.code ?? null;
+  }
+
+  get signalCode(): NodeJS.Signals | null {
+    return this._exit?.signal ?? null;
+  }
+
+  /** Blocks until the child exits (true) or the timeout passes (false). Does not reap. */
+  join(opts?: { timeout?: number }): boolean {
+    if (!this._child) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    if (this._exit) return true;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const timeout = opts === undefined ? -1 : (require('./validate') as typeof import('./validate')).timeoutOf(opts);
+    if (this._pidfd < 0) return false;
+    const r = binding.pidfdWait(this._pidfd, timeout);
+    if (r === null) return false;
+    // Known now; the 'exit' event (libuv's reaper) will agree.
+    this._exit = { code: r.code, signal: r.signal ? (SIGNAMES[r.signal] ?? null) : null };
+    const e = this._exit;
+    this._exit = null;
+    this._settle(e);
+    return true;
+  }
+
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    if (!this._child) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    if (this._exit) return;
+    this._child.kill(signal);
+  }
+}

@@ -1,0 +1,131 @@
+// Semaphore and BoundedSemaphore. The value (Int32 at slot +16) is the futex
+// word; acquire is one compare-exchange in JS when a unit is free.
+// undoOnExit semaphores go through native on every call: each process's
+// units are recorded in the slot so a dead process's units come back.
+import { binding } from './binding';
+import { ForksafeError, badHandle, outOfRange } from './errors';
+import { KIND, S, SEM_BOUNDED, SEM_FLAGS_I, SEM_MAX_I, SEM_UNDO, SEM_UNDO_UNITS, SEM_UNITS, SEM_VALUE_I } from './layout';
+import { Primitive, contextOf, takeAttach } from './primitive';
+import { BaseHandle, unexpected } from './runtime';
+import { timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
+import type { AcquireOptions } from './lock';
+
+export interface SemaphoreOptions {
+  /** Give back the units a process holds when it dies (like SysV SEM_UNDO). */
+  undoOnExit?: boolean;
+}
+
+const MAX_VALUE = 0x7fffffff;
+
+export class Semaphore extends Primitive {
+  /** @internal */ _v = 0;
+  /** @internal */ _native = false; // undo or bounded: release goes native
+
+  constructor(value = 1, opts?: SemaphoreOptions) {
+    super();
+    const h = takeAttach();
+    if (h) {
+      this._attach(h, KIND.Semaphore);
+    } else {
+      validateInteger('value', value, 0, MAX_VALUE);
+      validateObject('options', opts);
+      const undo = validateBoolean('options.undoOnExit', opts?.undoOnExit) ?? false;
+      this._create(contextOf(new.target), KIND.Semaphore, undo ? SEM_UNDO_UNITS : SEM_UNITS);
+      const i32 = this._i32 as Int32Array;
+      const bounded = this._isBounded();
+      i32[this._base + SEM_MAX_I] = value;
+      i32[this._base + SEM_FLAGS_I] = (undo ? SEM_UNDO : 0) | (bounded ? SEM_BOUNDED : 0);
+      Atomics.store(i32, this._base + SEM_VALUE_I, value);
+    }
+    const i32 = this._i32 as Int32Array;
+    const flags = i32[this._base + SEM_FLAGS_I];
+    if (h && (((flags & SEM_BOUNDED) !== 0) !== this._isBounded())) {
+      this.close();
+      throw badHandle('semaphore kind does not match the handle type');
+    }
+    this._v = this._base + SEM_VALUE_I;
+    this._native = flags !== 0;
+  }
+
+  /** @internal */
+  _isBounded(): boolean {
+    return false;
+  }
+
+  /** Whether units held by a dying process are given back. */
+  get undoOnExit(): boolean {
+    const i32 = this._i32 ?? this._closed();
+    return (i32[this._base + SEM_FLAGS_I] & SEM_UNDO) !== 0;
+  }
+
+  acquire(opts?: AcquireOptions): boolean {
+    const i32 = this._i32 ?? this._closed();
+    const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    if (!this._native) {
+      const vi = this._v;
+      let v = Atomics.load(i32, vi);
+      while (v > 0) {
+        const old = Atomics.compareExchange(i32, vi, v, v - 1);
+        if (old === v) return true;
+        v = old;
+      }
+      if (timeout === 0) return false;
+    }
+    const st = binding.semAcquire(this._buf as ArrayBuffer, this._off, timeout);
+    if (st === S.OK) return true;
+    if (st === S.TIMED_OUT) return false;
+    if (st === S.TOO_MANY) {
+      throw new ForksafeError(
+        'Semaphore.acquire(): more than 64 live processes use this undoOnExit semaphore',
+        'ERR_FORKSAFE_TOO_MANY_PROCESSES',
+      );
+    }
+    throw unexpected(st, 'Semaphore.acquire()');
+  }
+
+  release(n = 1): void {
+    const i32 = this._i32 ?? this._closed();
+    validateInteger('n', n, 1, MAX_VALUE);
+    if (!this._native) {
+      const vi = this._v;
+      const old = Atomics.add(i32, vi, n);
+      if (old + n > MAX_VALUE || old + n < 0) {
+        Atomics.sub(i32, vi, n);
+        throw outOfRange('n', `<= ${MAX_VALUE - old} (the value would overflow)`, n);
+      }
+      if (Atomics.load(i32, vi + 1) !== 0) binding.wordWake(this._buf as ArrayBuffer, vi * 4, n);
+      return;
+    }
+    const st = binding.semRelease(this._buf as ArrayBuffer, this._off, n);
+    if (st === S.OK) return;
+    if (st === S.RANGE) {
+      const max = this._isBounded() ? i32[this._base + SEM_MAX_I] : MAX_VALUE;
+      throw outOfRange('n', `such that the value stays <= ${max} (it is ${this.value})`, n);
+    }
+    throw unexpected(st, 'Semaphore.release()');
+  }
+
+  /** Units available now. */
+  get value(): number {
+    const i32 = this._i32 ?? this._closed();
+    return Atomics.load(i32, this._v);
+  }
+
+  /** undoOnExit: gives back the units of dead processes now; returns how many. */
+  recover(): number {
+    if (!this._i32) this._closed();
+    return binding.semRecover(this._buf as ArrayBuffer, this._off);
+  }
+
+  handle(): BaseHandle {
+    return this._handle(this._isBounded() ? 'BoundedSemaphore' : 'Semaphore');
+  }
+}
+
+/** A Semaphore whose release() may not raise the value above its initial value. */
+export class BoundedSemaphore extends Semaphore {
+  /** @internal */
+  override _isBounded(): boolean {
+    return true;
+  }
+}

@@ -1,0 +1,16 @@
+// Registers the bindings. Nothing else lives here.
+#include <napi.h>
+
+#include "util.h"
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  forksafe::RegisterArena(env, exports);
+  forksafe::RegisterSync(env, exports);
+  forksafe::RegisterShm(env, exports);
+  forksafe::RegisterProcess(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(forksafe, Init)

@@ -1,0 +1,73 @@
+// Platform layer: the only place that issues raw syscalls. No N-API here.
+// Every function returns 0 (or a non-negative count) on success and -errno on
+// failure, so callers can propagate errors without exceptions.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace forksafe {
+
+// futex on a 32-bit word in MAP_SHARED memory (never FUTEX_PRIVATE: the word
+// is shared between processes). timeout_ms < 0 waits forever.
+// Returns 0 when woken (or spuriously), -EAGAIN when *addr != expected,
+// -ETIMEDOUT, -EINTR.
+int futex_wait(uint32_t* addr, uint32_t expected, double timeout_ms);
+// Wakes up to n waiters; returns how many were woken (all processes).
+int futex_wake(uint32_t* addr, int n);
+
+// CLOCK_MONOTONIC in milliseconds (fractional).
+double monotonic_ms();
+
+// Our own pid; cached, refreshed by refresh_process_identity() (after fork).
+uint32_t self_pid();
+// Our own start time (clock ticks since boot, field 22 of /proc/self/stat).
+uint64_t self_start_time();
+void refresh_process_identity();
+uint32_t self_tid();
+
+// Start time and state letter of a process (from /proc/<pid>/stat):
+// 0 and *start/*state on success, -ESRCH if it is gone.
+// Async-signal-safe (open/read/close only).
+int proc_stat(uint32_t pid, uint64_t* start, char* state);
+// 1 if the process exists, is not a zombie, and (when expected_start != 0)
+// started at expected_start; 0 if it is dead or its pid was reused.
+int process_alive(uint32_t pid, uint64_t expected_start);
+// 1 if a process with this pid exists (kill(pid, 0) semantics), 0 if not.
+int pid_exists(uint32_t pid);
+
+// An anonymous, sealed-size-less memory file (memfd) of `size` bytes, mode
+// 0600, close-on-exec. Returns the fd or -errno.
+int memfd_create_sized(const char* label, uint64_t size);
+// Opens another process's fd through /proc/<pid>/fd/<fd> (same user only:
+// the kernel applies ptrace read checks). Returns a new fd or -errno.
+int open_foreign_fd(uint32_t pid, int fd);
+// POSIX shm object in /dev/shm, mode 0600. create: O_CREAT|O_EXCL.
+int shm_open_named(const char* name, bool create, uint64_t size);
+int shm_unlink_named(const char* name);
+
+struct FileId { uint64_t dev; uint64_t ino; uint64_t size; };
+int fd_identity(int fd, FileId* out);
+
+// mmap MAP_SHARED of fd (fd < 0: anonymous shared memory). Returns 0 and *out.
+int map_shared(int fd, uint64_t size, void** out);
+int unmap(void* addr, uint64_t size);
+int close_fd(int fd);
+
+int random_bytes(void* buf, size_t n);
+unsigned online_cpus();
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// pidfd of a child, and a non-reaping wait on it (waitid WNOWAIT) so that
+// libuv's own SIGCHLD reaper still collects the status afterwards.
+int pidfd_open_pid(uint32_t pid);
+// Waits up to timeout_ms for the process behind pidfd to exit.
+// Returns 1 if exited (code/signal filled), 0 on timeout, -errno.
+int pidfd_wait_exit(int pidfd, double timeout_ms, int* code, int* signal);
+
+}  // namespace forksafe

@@ -1,0 +1,261 @@
+// Linux implementation of platform.h.
+#include "core/platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace forksafe {
+
+namespace {
+std::atomic<uint32_t> g_pid{0};
+std::atomic<uint64_t> g_start{0};
+
+struct timespec ms_to_timespec(double ms) {
+  struct timespec ts;
+  if (ms < 0) ms = 0;
+  ts.tv_sec = static_cast<time_t>(ms / 1000.0);
+  ts.tv_nsec = static_cast<long>((ms - static_cast<double>(ts.tv_sec) * 1000.0) * 1e6);
+  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+  if (ts.tv_nsec < 0) ts.tv_nsec = 0;
+  return ts;
+}
+
+// Parses field 22 (starttime) of /proc/<pid>/stat. The comm field may hold
+// spaces and parentheses, so fields are counted from the last ')'.
+int read_stat(const char* path, uint64_t* out, char* state) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? -ESRCH : -errno;
+  char buf[1024];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  int saved = errno;
+  close(fd);
+  if (n <= 0) return n == 0 ? -ESRCH : (saved == ESRCH ? -ESRCH : -saved);
+  buf[n] = 0;
+  char* p = strrchr(buf, ')');
+  if (!p) return -EINVAL;
+  p++;
+  if (state) *state = (p[0] == ' ') ? p[1] : '?';
+  // After ')' comes field 3 (state). starttime is field 22: skip 19 spaces.
+  int field = 2;
+  while (*p && field < 22) {
+    if (*p == ' ') field++;
+    p++;
+  }
+  if (field != 22) return -EINVAL;
+  uint64_t v = 0;
+  while (*p >= '0' && *p <= '9') v = v * 10 + static_cast<uint64_t>(*p++ - '0');
+  *out = v;
+  return 0;
+}
+}  // namespace
+
+int futex_wait(uint32_t* addr, uint32_t expected, double timeout_ms) {
+  struct timespec ts;
+  struct timespec* tsp = nullptr;
+  if (timeout_ms >= 0) {
+    ts = ms_to_timespec(timeout_ms);
+    tsp = &ts;
+  }
+  long r = syscall(SYS_futex, addr, FUTEX_WAIT, expected, tsp, nullptr, 0);
+  if (r == 0) return 0;
+  return -errno;
+}
+
+int futex_wake(uint32_t* addr, int n) {
+  long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, nullptr, nullptr, 0);
+  return r < 0 ? -errno : static_cast<int>(r);
+}
+
+double monotonic_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1000.0 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+void refresh_process_identity() {
+  g_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
+  uint64_t st = 0;
+  read_stat("/proc/self/stat", &st, nullptr);
+  g_start.store(st, std::memory_order_relaxed);
+}
+
+uint32_t self_pid() {
+  uint32_t p = g_pid.load(std::memory_order_relaxed);
+  if (p == 0) {
+    refresh_process_identity();
+    p = g_pid.load(std::memory_order_relaxed);
+  }
+  return p;
+}
+
+uint64_t self_start_time() {
+  self_pid();
+  return g_start.load(std::memory_order_relaxed);
+}
+
+uint32_t self_tid() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
+
+int proc_stat(uint32_t pid, uint64_t* start, char* state) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/stat", pid);
+  return read_stat(path, start, state);
+}
+
+int process_alive(uint32_t pid, uint64_t expected_start) {
+  if (pid == 0) return 0;
+  uint64_t start = 0;
+  char state = '?';
+  int r = proc_stat(pid, &start, &state);
+  if (r == -ESRCH) return 0;
+  if (r < 0) return pid_exists(pid);  // /proc unreadable: fall back to kill(0)
+  // A zombie is dead for our purposes: it will never release anything, and
+  // its parent may be the very process that waits for the lock.
+  if (state == 'Z' || state == 'X' || state == 'x') return 0;
+  if (expected_start != 0 && start != expected_start) return 0;
+  return 1;
+}
+
+int pid_exists(uint32_t pid) {
+  if (pid == 0) return 0;
+  if (kill(static_cast<pid_t>(pid), 0) == 0) return 1;
+  return errno == EPERM ? 1 : 0;
+}
+
+int memfd_create_sized(const char* label, uint64_t size) {
+  int fd = static_cast<int>(syscall(SYS_memfd_create, label, MFD_CLOEXEC));
+  if (fd < 0) return -errno;
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+int open_foreign_fd(uint32_t pid, int fd) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%u/fd/%d", pid, fd);
+  int r = open(path, O_RDWR | O_CLOEXEC);
+  return r < 0 ? -errno : r;
+}
+
+int shm_open_named(const char* name, bool create, uint64_t size) {
+  int flags = O_RDWR | O_CLOEXEC | (create ? (O_CREAT | O_EXCL) : 0);
+  int fd = shm_open(name, flags, 0600);
+  if (fd < 0) return -errno;
+  if (create) {
+    // shm_open honours the umask; make the mode exactly 0600 regardless.
+    fchmod(fd, 0600);
+    if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      int e = errno;
+      close(fd);
+      shm_unlink(name);
+      return -e;
+    }
+  }
+  return fd;
+}
+
+int shm_unlink_named(const char* name) { return shm_unlink(name) == 0 ? 0 : -errno; }
+
+int fd_identity(int fd, FileId* out) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  out->dev = static_cast<uint64_t>(st.st_dev);
+  out->ino = static_cast<uint64_t>(st.st_ino);
+  out->size = static_cast<uint64_t>(st.st_size);
+  return 0;
+}
+
+int map_shared(int fd, uint64_t size, void** out) {
+  int flags = MAP_SHARED | (fd < 0 ? MAP_ANONYMOUS : 0);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+  if (p == MAP_FAILED) return -errno;
+  *out = p;
+  return 0;
+}
+
+int unmap(void* addr, uint64_t size) { return munmap(addr, size) == 0 ? 0 : -errno; }
+int close_fd(int fd) { return close(fd) == 0 ? 0 : -errno; }
+
+int random_bytes(void* buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = getrandom(static_cast<char*>(buf) + got, n - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    got += static_cast<size_t>(r);
+  }
+  return 0;
+}
+
+unsigned online_cpus() {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : 1u;
+}
+
+int pidfd_open_pid(uint32_t pid) {
+  long r = syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0);
+  return r < 0 ? -errno : static_cast<int>(r);
+}
+
+int pidfd_wait_exit(int pidfd, double timeout_ms, int* code, int* signal) {
+  struct pollfd pfd = {pidfd, POLLIN, 0};
+  double deadline = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
+  for (;;) {
+    int wait_ms = -1;
+    if (deadline >= 0) {
+      double left = deadline - monotonic_ms();
+      if (left < 0) left = 0;
+      wait_ms = left > INT_MAX ? INT_MAX : static_cast<int>(left + 0.999);
+    }
+    int r = poll(&pfd, 1, wait_ms);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) return 0;
+    break;
+  }
+  siginfo_t info;
+  memset(&info, 0, sizeof(info));
+  // WNOWAIT: leave the zombie for libuv's reaper, which owns the child.
+  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+             WEXITED | WNOWAIT) != 0) {
+    return -errno;
+  }
+  *code = -1;
+  *signal = 0;
+  if (info.si_code == CLD_EXITED) {
+    *code = info.si_status;
+  } else {
+    *signal = info.si_status;
+  }
+  return 1;
+}
+
+}  // namespace forksafe

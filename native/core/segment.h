@@ -1,0 +1,110 @@
+// Process-local registry of mapped segments (arenas of primitive slots and
+// SharedMemory regions), slot allocation, and owner liveness. No N-API.
+//
+// Ownership: a segment stays mapped in this process while its `views` count
+// is positive; every live JS object (any thread) and every in-flight native
+// user holds one view. At zero the mapping and the fd are released.
+#pragma once
+#include <cstdint>
+
+#include "core/layout.h"
+#include "core/platform.h"
+
+namespace forksafe {
+
+// Library statuses (>= 0). Negative returns are -errno.
+enum Status : int {
+  kOk = 0,
+  kTimedOut = 1,
+  kOwnerDied = 2,
+  kNotRecoverable = 3,
+  kNotOwner = 4,
+  kDeadlock = 5,
+  kBroken = 6,
+  kBadHandle = 7,
+  kContext = 8,
+  kRange = 9,
+  kTooMany = 10,
+  kNotEqual = 11,
+  kExists = 12,
+};
+
+struct SegmentInfo {
+  uint32_t local_id;
+  uint8_t id[16];
+  uint32_t kind;
+  uint32_t ctx;
+  uint8_t* base;
+  uint64_t size;
+  int fd;
+  FileId fid;
+  char name[48];
+};
+
+// What a handle says about the segment it lives in.
+struct SegmentRef {
+  uint8_t id[16];
+  uint32_t kind;
+  uint32_t ctx;
+  uint32_t pid;  // a process that held the fd when the handle was made
+  int fd;
+  uint64_t dev;
+  uint64_t ino;
+  uint64_t size;
+  const char* name;  // persistent SharedMemory name, or nullptr
+};
+
+// Allocates a slot of `units` 64-byte units for a primitive of `kind` in an
+// arena of context `ctx` made by this process (a new arena if none has room).
+// The slot starts with one reference and the caller gets one view of the
+// segment (to hand to a buffer, then release).
+int slot_alloc(uint32_t ctx, uint32_t kind, uint32_t units, uint32_t* seg, uint64_t* off,
+               uint32_t* gen);
+// Validates (off, gen, kind) against a mapped arena and takes a reference.
+int slot_ref(uint32_t seg, uint64_t off, uint32_t gen, uint32_t kind);
+// Drops a reference (freeing the slot at zero). Views are not touched.
+int slot_unref(uint32_t seg, uint64_t off);
+
+// Finds or maps the segment a handle names; takes a view. kContext when the
+// segment lives in anonymous 'fork' memory this process does not have.
+int segment_open(const SegmentRef& ref, uint32_t* seg);
+// Maps an fd inherited from a parent (the spawn bootstrap). Takes ownership of
+// fd and one view.
+int segment_adopt_fd(int fd, uint32_t* seg);
+int segment_retain(uint32_t seg);
+int segment_release(uint32_t seg);
+int segment_info(uint32_t seg, SegmentInfo* out);
+
+// SharedMemory: a new segment of `size` user bytes. name != nullptr with
+// persistent: a /dev/shm object that outlives every process until unlinked.
+int shm_create(uint32_t ctx, uint64_t size, const char* name, bool persistent, uint32_t* seg);
+// Opens an existing persistent segment by name (no handle needed).
+int shm_open_existing(const char* name, uint32_t* seg);
+
+// Registers this process in an arena's participant table (idempotent).
+void participant_register(uint8_t* arena_base);
+// Whether the holder of a token is alive: its JS thread if it is ours, else
+// its process (pid reuse detected through the arena's participant table).
+bool token_alive(const uint8_t* arena_base, uint32_t token);
+bool pid_alive_in(const uint8_t* arena_base, uint32_t pid);
+
+// JS-thread table (per process): indices 1..kMaxThreads.
+int thread_alloc(uint32_t* index);
+void thread_free(uint32_t index);
+bool thread_alive(uint32_t index);
+uint32_t make_token(uint32_t index);
+
+// Visits every live slot of every mapped arena (for the thread-exit scan).
+// The callback gets the arena base and the slot. Registry lock held.
+void for_each_slot(void (*fn)(uint8_t* base, SlotHeader* slot, void* ctx), void* ctx);
+
+// Counts for tests and leak checks.
+struct RegistryStats {
+  uint32_t mapped;
+  uint32_t arenas;
+  uint32_t shm;
+  uint64_t views;
+};
+void registry_stats(RegistryStats* out);
+
+}  // namespace forksafe

@@ -1,0 +1,599 @@
+// Blocking algorithms. Every wait is a futex wait on a 32-bit word in shared
+// memory, sliced so that owner death is noticed within kLivenessSliceMs.
+#include "core/sync.h"
+
+#include <errno.h>
+
+#include <climits>
+#include <cmath>
+
+namespace forksafe {
+
+namespace {
+
+template <typename T>
+T aload(const T* p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+template <typename T>
+void astore(T* p, T v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+template <typename T>
+bool acas(T* p, T* expected, T desired) {
+  return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_SEQ_CST,
+                                     __ATOMIC_SEQ_CST);
+}
+
+struct Deadline {
+  double at;  // < 0: none
+  explicit Deadline(double timeout_ms)
+      : at(timeout_ms < 0 ? -1.0 : monotonic_ms() + timeout_ms) {}
+  bool forever() const { return at < 0; }
+  // ms left, or -1 for forever
+  double left(double now) const { return at < 0 ? -1.0 : (at - now > 0 ? at - now : 0.0); }
+  bool passed(double now) const { return at >= 0 && now >= at; }
+};
+
+double min_wait(double a, double b) {  // -1 = infinite
+  if (a < 0) return b;
+  if (b < 0) return a;
+  return a < b ? a : b;
+}
+
+// Spins while pred() is false for at most the spin budget. True if pred held.
+template <typename Pred>
+bool spin_until(Pred pred) {
+  double budget = spin_budget_ms();
+  if (budget <= 0) return pred();
+  double end = monotonic_ms() + budget;
+  for (uint32_t i = 1;; i++) {
+    if (pred()) return true;
+    cpu_relax();
+    if ((i & 63) == 0 && monotonic_ms() >= end) return pred();
+  }
+}
+
+// A robust lock on a bare word (token | kWaitersBit). Used by Lock/RLock and
+// by the Barrier's internal lock. *dead receives the token of a dead holder
+// the word was taken from (kWordAbandoned if it was abandoned, 0 if none).
+// kNotRecoverable if the word is the not-recoverable marker (not acquired).
+int word_lock(const uint8_t* base, uint32_t* word, uint32_t token, double timeout_ms,
+              uint32_t* dead) {
+  *dead = 0;
+  uint32_t c = 0;
+  if (acas(word, &c, token)) return kOk;
+  if ((c & kTokenMask) == token) return kDeadlock;
+  Deadline dl(timeout_ms);
+  bool first = true;
+  double next_check = monotonic_ms() + kLivenessSliceMs;
+  for (;;) {
+    if (!first) c = aload(word);
+    if (c == 0) {
+      // We have been contending: set the waiters bit conservatively so that
+      // our release wakes anyone who queued meanwhile.
+      if (acas(word, &c, first ? token : token | kWaitersBit)) return kOk;
+      first = false;
+      continue;
+    }
+    uint32_t holder = c & kTokenMask;
+    if (holder == kWordNotRecoverable) return kNotRecoverable;
+    if (holder == kWordAbandoned) {
+      if (acas(word, &c, token | (c & kWaitersBit))) {
+        *dead = kWordAbandoned;
+        return kOk;
+      }
+      first = false;
+      continue;
+    }
+    double now = monotonic_ms();
+    // A try-acquire checks the holder at once: a dead holder must not make
+    // try-acquire fail forever. Blocking waiters check every slice.
+    if (timeout_ms == 0 || now >= next_check) {
+      next_check = now + kLivenessSliceMs;
+      if (!token_alive(base, holder)) {
+        if (acas(word, &c, token | (c & kWaitersBit))) {
+          *dead = holder;
+          return kOk;
+        }
+        first = false;
+        continue;
+      }
+    }
+    if (timeout_ms == 0 || dl.passed(now)) return kTimedOut;
+    if (first) {
+      first = false;
+      uint32_t zero = 0;
+      if (spin_until([&] {
+            zero = 0;
+            return aload(word) == 0 && acas(word, &zero, token);
+          })) {
+        return kOk;
+      }
+      continue;
+    }
+    if (!(c & kWaitersBit)) {
+      if (!acas(word, &c, c | kWaitersBit)) continue;
+      c |= kWaitersBit;
+    }
+    int r = futex_wait(word, c, min_wait(dl.left(now), next_check - now));
+    if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
+  }
+}
+
+void word_unlock(uint32_t* word, int wake) {
+  uint32_t prev = __atomic_exchange_n(word, 0u, __ATOMIC_SEQ_CST);
+  if (prev & kWaitersBit) futex_wake(word, wake);
+}
+
+// Sets a lock's word to a marker (abandoned / not recoverable) and wakes.
+void word_mark(uint32_t* word, uint32_t marker, int wake) {
+  uint32_t prev = __atomic_exchange_n(word, marker, __ATOMIC_SEQ_CST);
+  if (prev & kWaitersBit) futex_wake(word, wake);
+}
+
+// The lock was just acquired by `token` (dead: see word_lock). Applies the
+// recovery state: kOk, kOwnerDied (held, inconsistent), kNotRecoverable.
+int settle(LockSlot* s, uint32_t token, uint32_t dead) {
+  if (dead) {
+    if (dead != kWordAbandoned) {  // abandon() already recorded who
+      astore(&s->died_pid, token_pid(dead));
+      astore(&s->died_tid, token_thread(dead));
+    }
+    if (aload(&s->state) != kStateNotRecoverable) astore(&s->state, static_cast<uint32_t>(kStateInconsistent));
+  }
+  uint32_t st = aload(&s->state);
+  if (st == kStateNotRecoverable) {
+    astore(&s->count, 0u);
+    word_mark(&s->word, kWordNotRecoverable, INT_MAX);
+    return kNotRecoverable;
+  }
+  astore(&s->count, 1u);
+  if (st == kStateInconsistent) {
+    // Keep the release of an inconsistent lock off the JS fast path.
+    __atomic_fetch_or(&s->word, kWaitersBit, __ATOMIC_SEQ_CST);
+    (void)token;
+    return kOwnerDied;
+  }
+  return kOk;
+}
+
+}  // namespace
+
+double spin_budget_ms() {
+  static const double budget = online_cpus() > 1 ? 0.02 : 0.0;  // 20 µs
+  return budget;
+}
+
+int lock_acquire(const uint8_t* base, LockSlot* s, uint32_t token, double timeout_ms,
+                 bool recursive) {
+  uint32_t dead = 0;
+  int r = word_lock(base, &s->word, token, timeout_ms, &dead);
+  if (r == kDeadlock) {
+    if (!recursive) return kDeadlock;
+    uint32_t n = aload(&s->count);
+    if (n == UINT32_MAX) return kRange;
+    astore(&s->count, n + 1);
+    return kOk;
+  }
+  if (r != kOk) return r;
+  return settle(s, token, dead);
+}
+
+int lock_settle(LockSlot* s, uint32_t token) {
+  if ((aload(&s->word) & kTokenMask) != token) return kNotOwner;
+  return settle(s, token, 0);
+}
+
+int lock_release(LockSlot* s, uint32_t token, bool recursive) {
+  if ((aload(&s->word) & kTokenMask) != token) return kNotOwner;
+  uint32_t n = aload(&s->count);
+  if (recursive && n > 1) {
+    astore(&s->count, n - 1);
+    return kOk;
+  }
+  astore(&s->count, 0u);
+  uint32_t st = aload(&s->state);
+  if (st == kStateInconsistent || st == kStateNotRecoverable) {
+    // Released without markConsistent(): the protected state is unknown.
+    astore(&s->state, static_cast<uint32_t>(kStateNotRecoverable));
+    word_mark(&s->word, kWordNotRecoverable, INT_MAX);
+    return kOk;
+  }
+  word_unlock(&s->word, 1);
+  return kOk;
+}
+
+int lock_abandon(LockSlot* s, uint32_t token) {
+  if ((aload(&s->word) & kTokenMask) != token) return kNotOwner;
+  astore(&s->died_pid, token_pid(token));
+  astore(&s->died_tid, token_thread(token));
+  if (aload(&s->state) != kStateNotRecoverable) astore(&s->state, static_cast<uint32_t>(kStateInconsistent));
+  astore(&s->count, 0u);
+  word_mark(&s->word, kWordAbandoned, 1);
+  return kOk;
+}
+
+int lock_mark_consistent(LockSlot* s, uint32_t token) {
+  if ((aload(&s->word) & kTokenMask) != token) return kNotOwner;
+  uint32_t st = aload(&s->state);
+  if (st == kStateNotRecoverable) return kNotRecoverable;
+  astore(&s->state, static_cast<uint32_t>(kStateConsistent));
+  return kOk;
+}
+
+// ---- Semaphore ----------------------------------------------------------------
+
+uint32_t sem_slot_units(bool undo) {
+  return units_for(sizeof(SemSlot) + (undo ? kUndoEntries * sizeof(UndoEntry) : 0));
+}
+
+namespace {
+
+UndoEntry* undo_entry(SemSlot* s, bool claim) {
+  uint32_t me = self_pid();
+  uint64_t start = self_start_time();
+  for (uint32_t i = 0; i < kUndoEntries; i++) {
+    UndoEntry* e = &s->undo[i];
+    if (aload(&e->pid) == me && aload(&e->start) == start) return e;
+  }
+  if (!claim) return nullptr;
+  for (uint32_t i = 0; i < kUndoEntries; i++) {
+    UndoEntry* e = &s->undo[i];
+    uint32_t expected = 0;
+    if (aload(&e->pid) == 0 && acas(&e->pid, &expected, me)) {
+      astore(&e->count, 0u);
+      astore(&e->start, start);
+      return e;
+    }
+  }
+  return nullptr;
+}
+
+bool sem_try(SemSlot* s) {
+  uint32_t v = aload(&s->value);
+  while (v > 0) {
+    if (acas(&s->value, &v, v - 1)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+uint32_t sem_recover(const uint8_t* base, SemSlot* s) {
+  (void)base;
+  if (!(aload(&s->flags) & kSemUndo)) return 0;
+  uint32_t me = self_pid();
+  uint32_t total = 0;
+  for (uint32_t i = 0; i < kUndoEntries; i++) {
+    UndoEntry* e = &s->undo[i];
+    uint32_t pid = aload(&e->pid);
+    if (pid == 0 || pid == kUndoReclaiming) continue;
+    uint64_t start = aload(&e->start);
+    if (pid == me && start == self_start_time()) continue;
+    if (start == 0) continue;  // being claimed right now
+    if (process_alive(pid, start)) continue;
+    if (!acas(&e->pid, &pid, kUndoReclaiming)) continue;
+    uint32_t n = __atomic_exchange_n(&e->count, 0u, __ATOMIC_SEQ_CST);
+    astore(&e->start, static_cast<uint64_t>(0));
+    astore(&e->pid, 0u);
+    if (n) {
+      __atomic_fetch_add(&s->value, n, __ATOMIC_SEQ_CST);
+      futex_wake(&s->value, static_cast<int>(n > INT_MAX ? INT_MAX : n));
+      total += n;
+    }
+  }
+  return total;
+}
+
+int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
+  bool undo = aload(&s->flags) & kSemUndo;
+  UndoEntry* e = nullptr;
+  if (undo) {
+    e = undo_entry(s, true);
+    if (!e) {
+      sem_recover(base, s);  // frees entries of dead processes
+      e = undo_entry(s, true);
+      if (!e) return kTooMany;
+    }
+  }
+  // Order: take the unit, then record it. Dying in between loses one unit
+  // (never lets one process too many in).
+  auto took = [&] {
+    if (!sem_try(s)) return false;
+    if (e) __atomic_fetch_add(&e->count, 1u, __ATOMIC_SEQ_CST);
+    return true;
+  };
+  if (took()) return kOk;
+  if (timeout_ms == 0) {
+    if (undo && sem_recover(base, s) && took()) return kOk;
+    return kTimedOut;
+  }
+  if (spin_until([&] { return aload(&s->value) > 0 && took(); })) return kOk;
+  Deadline dl(timeout_ms);
+  double next_check = undo ? monotonic_ms() : -1.0;
+  for (;;) {
+    if (took()) return kOk;
+    double now = monotonic_ms();
+    if (undo && now >= next_check) {
+      next_check = now + kLivenessSliceMs;
+      if (sem_recover(base, s)) continue;
+    }
+    if (dl.passed(now)) return kTimedOut;
+    __atomic_fetch_add(&s->waiters, 1u, __ATOMIC_SEQ_CST);
+    int r = futex_wait(&s->value, 0, min_wait(dl.left(now), undo ? next_check - now : -1.0));
+    __atomic_fetch_sub(&s->waiters, 1u, __ATOMIC_SEQ_CST);
+    if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
+  }
+}
+
+int sem_release(SemSlot* s, uint32_t n) {
+  if (n == 0) return kOk;
+  UndoEntry* e = (aload(&s->flags) & kSemUndo) ? undo_entry(s, false) : nullptr;
+  uint32_t undone = 0;
+  if (e) {
+    uint32_t c = aload(&e->count);
+    while (c > 0) {
+      uint32_t d = c < n ? c : n;
+      if (acas(&e->count, &c, c - d)) {
+        undone = d;
+        break;
+      }
+    }
+  }
+  bool bounded = aload(&s->flags) & kSemBounded;
+  uint32_t max = aload(&s->max);
+  uint32_t v = aload(&s->value);
+  for (;;) {
+    uint64_t nv = static_cast<uint64_t>(v) + n;
+    if ((bounded && nv > max) || nv > INT32_MAX) {
+      if (undone) __atomic_fetch_add(&e->count, undone, __ATOMIC_SEQ_CST);
+      return kRange;
+    }
+    if (acas(&s->value, &v, static_cast<uint32_t>(nv))) break;
+  }
+  if (aload(&s->waiters) > 0) futex_wake(&s->value, n > INT_MAX ? INT_MAX : static_cast<int>(n));
+  return kOk;
+}
+
+// ---- Event ------------------------------------------------------------------
+
+int event_wait(EventSlot* s, double timeout_ms) {
+  if (aload(&s->flag)) return kOk;
+  if (timeout_ms == 0) return kTimedOut;
+  if (spin_until([&] { return aload(&s->flag) != 0; })) return kOk;
+  Deadline dl(timeout_ms);
+  // Register before the final check: a setter stores the flag then reads
+  // waiters, we bump waiters then read the flag; one of us sees the other.
+  __atomic_fetch_add(&s->waiters, 1u, __ATOMIC_SEQ_CST);
+  int result = kTimedOut;
+  for (;;) {
+    if (aload(&s->flag)) {
+      result = kOk;
+      break;
+    }
+    double now = monotonic_ms();
+    if (dl.passed(now)) break;
+    int r = futex_wait(&s->flag, 0, dl.left(now));
+    if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) {
+      result = r;
+      break;
+    }
+  }
+  __atomic_fetch_sub(&s->waiters, 1u, __ATOMIC_SEQ_CST);
+  return result;
+}
+
+int event_wake_all(EventSlot* s) { return futex_wake(&s->flag, INT_MAX); }
+
+// ---- Condition --------------------------------------------------------------
+// wt packs (waiters << 32 | tickets) so that "how many are waiting and not yet
+// granted" is read and changed in one atomic step.
+
+int cond_wait(const uint8_t* lock_base, LockSlot* lock, bool recursive, CondSlot* c,
+              uint32_t token, double timeout_ms) {
+  if ((aload(&lock->word) & kTokenMask) != token) return kNotOwner;
+  uint64_t* wt = &c->wt;
+  uint32_t saved = aload(&lock->count);
+  __atomic_fetch_add(wt, static_cast<uint64_t>(1) << 32, __ATOMIC_SEQ_CST);
+  uint32_t seq = aload(&c->seq);  // read with the lock held: notify needs it too
+  astore(&lock->count, 1u);
+  lock_release(lock, token, false);
+  Deadline dl(timeout_ms);
+  bool notified = false;
+  for (;;) {
+    uint64_t cur = aload(wt);
+    if (static_cast<uint32_t>(cur) > 0 && acas(wt, &cur, cur - (static_cast<uint64_t>(1) << 32) - 1)) {
+      notified = true;
+      break;
+    }
+    double now = monotonic_ms();
+    if (dl.passed(now)) {
+      // Leave: drop our waiter count, and any ticket that now has nobody to take it.
+      cur = aload(wt);
+      for (;;) {
+        uint32_t w = static_cast<uint32_t>(cur >> 32), t = static_cast<uint32_t>(cur);
+        if (t > 0) {  // a notification arrived before we could leave: take it
+          if (acas(wt, &cur, cur - (static_cast<uint64_t>(1) << 32) - 1)) {
+            notified = true;
+            break;
+          }
+          continue;
+        }
+        if (acas(wt, &cur, (static_cast<uint64_t>(w - 1) << 32) | t)) break;
+      }
+      break;
+    }
+    int r = futex_wait(&c->seq, seq, dl.left(now));
+    if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
+    seq = aload(&c->seq);
+  }
+  uint32_t dead = 0;
+  int r;
+  for (;;) {
+    r = word_lock(lock_base, &lock->word, token, -1, &dead);
+    if (r == kOk) break;
+    if (r == kNotRecoverable) return r;
+    if (r < 0 && r != -EINTR) return r;
+  }
+  r = settle(lock, token, dead);
+  if (r == kNotRecoverable) return r;
+  astore(&lock->count, recursive ? saved : 1u);
+  if (r == kOwnerDied) return kOwnerDied;
+  return notified ? kOk : kTimedOut;
+}
+
+int cond_notify(CondSlot* c, uint32_t n) {
+  uint64_t* wt = &c->wt;
+  uint64_t cur = aload(wt);
+  uint32_t k;
+  for (;;) {
+    uint32_t w = static_cast<uint32_t>(cur >> 32), t = static_cast<uint32_t>(cur);
+    uint32_t free = w > t ? w - t : 0;
+    k = n < free ? n : free;
+    if (k == 0) return 0;
+    if (acas(wt, &cur, cur + k)) break;
+  }
+  __atomic_fetch_add(&c->seq, 1u, __ATOMIC_SEQ_CST);
+  futex_wake(&c->seq, static_cast<int>(k > INT_MAX ? INT_MAX : k));
+  return static_cast<int>(k);
+}
+
+// ---- Barrier ----------------------------------------------------------------
+
+uint32_t barrier_slot_units(uint32_t parties) {
+  return units_for(sizeof(BarrierSlot) + static_cast<uint64_t>(parties) * sizeof(uint32_t));
+}
+
+namespace {
+
+// Takes the barrier's internal lock. If its holder died mid-update, the
+// barrier's counters are suspect: it is broken.
+int barrier_lock(const uint8_t* base, BarrierSlot* b, uint32_t token) {
+  uint32_t dead = 0;
+  int r;
+  for (;;) {
+    r = word_lock(base, &b->ilock, token, -1, &dead);
+    if (r == kOk) break;
+    if (r == kDeadlock) return r;
+    if (r < 0 && r != -EINTR) return r;
+  }
+  if (dead) astore(&b->broken, 1u);
+  return kOk;
+}
+
+void barrier_unlock(BarrierSlot* b) { word_unlock(&b->ilock, 1); }
+
+void barrier_break(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t gen) {
+  if (barrier_lock(base, b, token) != kOk) return;
+  if (aload(&b->gen) == gen) astore(&b->broken, 1u);
+  barrier_unlock(b);
+  futex_wake(&b->gen, INT_MAX);
+}
+
+}  // namespace
+
+int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double timeout_ms,
+                 uint32_t* index) {
+  int r = barrier_lock(base, b, token);
+  if (r != kOk) return r;
+  uint32_t parties = aload(&b->parties);
+  if (aload(&b->broken) || parties == 0 || parties > kMaxParties) {
+    barrier_unlock(b);
+    return kBroken;
+  }
+  uint32_t i = aload(&b->count);
+  if (i >= parties) {  // corrupt
+    astore(&b->broken, 1u);
+    barrier_unlock(b);
+    futex_wake(&b->gen, INT_MAX);
+    return kBroken;
+  }
+  astore(&b->records[i], token);
+  if (i + 1 == parties) {
+    for (uint32_t k = 0; k < parties; k++) astore(&b->records[k], 0u);
+    astore(&b->count, 0u);
+    __atomic_fetch_add(&b->gen, 1u, __ATOMIC_SEQ_CST);
+    barrier_unlock(b);
+    futex_wake(&b->gen, INT_MAX);
+    *index = i;
+    return kOk;
+  }
+  astore(&b->count, i + 1);
+  uint32_t g = aload(&b->gen);
+  barrier_unlock(b);
+  *index = i;
+  Deadline dl(timeout_ms);
+  double next_check = monotonic_ms() + kLivenessSliceMs;
+  for (;;) {
+    uint32_t cur = aload(&b->gen);
+    if (cur != g) {
+      return (aload(&b->bgen_valid) && aload(&b->bgen) == g) ? kBroken : kOk;
+    }
+    if (aload(&b->broken)) return kBroken;
+    double now = monotonic_ms();
+    if (dl.passed(now)) {
+      barrier_break(base, b, token, g);
+      continue;  // re-read: the last party may have arrived first
+    }
+    if (now >= next_check) {
+      next_check = now + kLivenessSliceMs;
+      uint32_t n = aload(&b->count);
+      for (uint32_t k = 0; k < n && k < parties; k++) {
+        uint32_t t = aload(&b->records[k]);
+        if (t != 0 && !token_alive(base, t)) {
+          barrier_break(base, b, token, g);
+          break;
+        }
+      }
+      continue;
+    }
+    int w = futex_wait(&b->gen, g, min_wait(dl.left(now), next_check - now));
+    if (w < 0 && w != -ETIMEDOUT && w != -EAGAIN && w != -EINTR) return w;
+  }
+}
+
+int barrier_reset(const uint8_t* base, BarrierSlot* b, uint32_t token) {
+  int r = barrier_lock(base, b, token);
+  if (r != kOk) return r;
+  uint32_t parties = aload(&b->parties);
+  if (aload(&b->count) > 0) {
+    astore(&b->bgen, aload(&b->gen));
+    astore(&b->bgen_valid, 1u);
+  }
+  for (uint32_t k = 0; k < parties && k < kMaxParties; k++) astore(&b->records[k], 0u);
+  astore(&b->count, 0u);
+  astore(&b->broken, 0u);
+  __atomic_fetch_add(&b->gen, 1u, __ATOMIC_SEQ_CST);
+  barrier_unlock(b);
+  futex_wake(&b->gen, INT_MAX);
+  return kOk;
+}
+
+int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token) {
+  int r = barrier_lock(base, b, token);
+  if (r != kOk) return r;
+  astore(&b->broken, 1u);
+  barrier_unlock(b);
+  futex_wake(&b->gen, INT_MAX);
+  return kOk;
+}
+
+// ---- SharedMemory wait --------------------------------------------------------
+
+int word_wait(uint32_t* addr, uint32_t expected, double timeout_ms) {
+  Deadline dl(timeout_ms);
+  bool retried = false;
+  for (;;) {
+    double now = monotonic_ms();
+    if (timeout_ms == 0) return aload(addr) == expected ? kTimedOut : kNotEqual;
+    int r = futex_wait(addr, expected, dl.left(now));
+    if (r == 0) return kOk;
+    if (r == -ETIMEDOUT) return kTimedOut;
+    if (r == -EAGAIN) return retried ? kOk : kNotEqual;
+    if (r == -EINTR) {
+      retried = true;
+      if (dl.passed(monotonic_ms())) return kTimedOut;
+      continue;
+    }
+    return r;
+  }
+}
+
+}  // namespace forksafe

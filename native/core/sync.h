@@ -1,0 +1,55 @@
+// Blocking algorithms of the shared primitives on their slots. No N-API.
+// `base` is always the mapping of the arena the slot lives in (for the
+// participant table used by owner-death checks). Timeouts are milliseconds,
+// < 0 = forever, 0 = try once. Returns a Status (>= 0) or -errno.
+#pragma once
+#include <cstdint>
+
+#include "core/layout.h"
+#include "core/segment.h"
+
+namespace forksafe {
+
+// How often a blocked waiter re-checks whether the holder is still alive.
+constexpr double kLivenessSliceMs = 50.0;
+
+int lock_acquire(const uint8_t* base, LockSlot* s, uint32_t token, double timeout_ms,
+                 bool recursive);
+// After a successful fast-path CAS 0 -> token done in JS: reports the lock's
+// recovery state (kOk, kOwnerDied with the lock held, kNotRecoverable released).
+int lock_settle(LockSlot* s, uint32_t token);
+int lock_release(LockSlot* s, uint32_t token, bool recursive);
+// Releases a lock held by `token` whose thread is gone (or that its owner
+// closed while holding): the next acquirer gets kOwnerDied.
+int lock_abandon(LockSlot* s, uint32_t token);
+int lock_mark_consistent(LockSlot* s, uint32_t token);
+
+int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms);
+int sem_release(SemSlot* s, uint32_t n);
+// Gives back units held by dead processes (undoOnExit); returns units recovered.
+uint32_t sem_recover(const uint8_t* base, SemSlot* s);
+uint32_t sem_slot_units(bool undo);
+
+int event_wait(EventSlot* s, double timeout_ms);
+int event_wake_all(EventSlot* s);
+
+// The caller holds `lock` (token). Returns kOk when notified, kTimedOut,
+// kNotOwner, kOwnerDied (re-acquired from a dead owner), kNotRecoverable.
+int cond_wait(const uint8_t* lock_base, LockSlot* lock, bool recursive, CondSlot* c,
+              uint32_t token, double timeout_ms);
+int cond_notify(CondSlot* c, uint32_t n);
+
+uint32_t barrier_slot_units(uint32_t parties);
+int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double timeout_ms,
+                 uint32_t* index);
+int barrier_reset(const uint8_t* base, BarrierSlot* b, uint32_t token);
+int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token);
+
+// Atomics.wait across processes: kOk, kNotEqual or kTimedOut.
+int word_wait(uint32_t* addr, uint32_t expected, double timeout_ms);
+
+// Bounded spinning before sleeping pays off only when another CPU can be
+// running the thread that will wake us.
+double spin_budget_ms();
+
+}  // namespace forksafe

@@ -1,0 +1,50 @@
+// Bindings for child-process supervision: a pidfd per child so that join()
+// can wait for exit synchronously without reaping (libuv owns the reaping).
+#include <signal.h>
+
+#include "core/platform.h"
+#include "util.h"
+
+namespace forksafe {
+
+namespace {
+
+Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int r = pidfd_open_pid(ArgU32(info, 0));
+  if (r < 0) {
+    ThrowSystemError(env, r, "pidfd_open");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, r);
+}
+
+// pidfdWait(fd, timeoutMs) -> null on timeout, else { code, signal }
+Napi::Value PidfdWait(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int code = 0, sig = 0;
+  int r = pidfd_wait_exit(ArgI32(info, 0), ArgF64(info, 1, -1), &code, &sig);
+  if (r < 0) {
+    ThrowSystemError(env, r, "waitid");
+    return env.Undefined();
+  }
+  if (r == 0) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", sig ? env.Null() : Napi::Number::New(env, code));
+  o.Set("signal", Napi::Number::New(env, sig));
+  return o;
+}
+
+Napi::Value CloseFd(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), close_fd(ArgI32(info, 0)));
+}
+
+}  // namespace
+
+void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
+  exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait, "pidfdWait"));
+  exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
+}
+
+}  // namespace forksafe
