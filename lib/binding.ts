@@ -66,6 +66,7 @@ export interface Binding {
 
   pidfdOpen(pid: number): number;
   pidfdWait(fd: number, timeout: number): { code: number | null; signal: number } | null;
+  payloadFd(bytes: Uint8Array): number;
   closeFd(fd: number): number;
 }
 

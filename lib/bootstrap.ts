@@ -10,6 +10,11 @@ import { attach } from './attach';
 import { fromWire } from './handoff';
 import type { BootPayload } from './process';
 
+// A real dynamic import (tsc would turn `import()` into require() under
+// CommonJS output), so that ESM targets work as well as CommonJS ones.
+// eslint-disable-next-line @typescript-eslint/no-implied-eval
+const dynamicImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
+
 async function main(): Promise<number> {
   const payload = v8.deserialize(fs.readFileSync(3)) as BootPayload;
   fs.closeSync(3);
@@ -25,7 +30,7 @@ async function main(): Promise<number> {
   let ns: Record<string, unknown>;
   const spec = payload.module;
   const url = spec.startsWith('/') ? pathToFileURL(spec).href : spec;
-  ns = (await import(url)) as Record<string, unknown>;
+  ns = (await dynamicImport(url)) as Record<string, unknown>;
   let fn: unknown;
   if (payload.export !== null) {
     fn = ns[payload.export] ?? (ns.default as Record<string, unknown> | undefined)?.[payload.export];

@@ -133,15 +133,23 @@ export class Process {
     };
     const wire = v8.serialize(payload); // throws DataCloneError before anything starts
     const out = this._opts.stdio === 'pipe' ? 'pipe' : 'inherit';
-    const child = child_process.spawn(
-      process.execPath,
-      [...childExecArgv(), path.join(__dirname, 'bootstrap.js')],
-      {
-        stdio: ['inherit', out, out, 'pipe', ...fdList],
-        env: this._opts.env ?? process.env,
-        argv0: this.name ?? undefined,
-      },
-    );
+    // The payload travels in a memfd written now, not through a pipe written
+    // by the event loop: the parent may block right after start().
+    const payloadFd = binding.payloadFd(wire);
+    let child: child_process.ChildProcess;
+    try {
+      child = child_process.spawn(
+        process.execPath,
+        [...childExecArgv(), path.join(__dirname, 'bootstrap.js')],
+        {
+          stdio: ['inherit', out, out, payloadFd, ...fdList],
+          env: this._opts.env ?? process.env,
+          argv0: this.name ?? undefined,
+        },
+      );
+    } finally {
+      binding.closeFd(payloadFd);
+    }
     this._child = child;
     if (child.pid !== undefined) {
       try {
@@ -161,11 +169,6 @@ export class Process {
     child.on('exit', (code, signal) => {
       this._settle({ code, signal });
     });
-    const pipe = child.stdio[3] as NodeJS.WritableStream | null;
-    if (pipe) {
-      (pipe as unknown as { on(e: string, f: () => void): void }).on('error', () => {}); // child died early: exit reports it
-      pipe.end(wire);
-    }
     return this;
   }
 

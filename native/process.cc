@@ -35,6 +35,24 @@ Napi::Value PidfdWait(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// payloadFd(bytes) -> fd: a memfd holding the bytes, offset 0, for a child to
+// inherit and read. Written synchronously, so the parent may block right
+// after start() (e.g. in a sync wait for the child) without starving it.
+Napi::Value PayloadFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) {
+    Napi::TypeError::New(env, "payloadFd: expected a Uint8Array").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Uint8Array a = info[0].As<Napi::Uint8Array>();
+  int fd = write_payload_fd(a.Data(), a.ByteLength());
+  if (fd < 0) {
+    ThrowSystemError(env, fd, "memfd_create");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, fd);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), close_fd(ArgI32(info, 0)));
 }
@@ -44,6 +62,7 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait, "pidfdWait"));
+  exports.Set("payloadFd", Napi::Function::New(env, PayloadFd, "payloadFd"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
 }
 

@@ -38,6 +38,9 @@ int pid_exists(uint32_t pid);
 // An anonymous, sealed-size-less memory file (memfd) of `size` bytes, mode
 // 0600, close-on-exec. Returns the fd or -errno.
 int memfd_create_sized(const char* label, uint64_t size);
+// A memfd containing `len` bytes, positioned at offset 0 (a payload a child
+// inherits and reads). Returns the fd or -errno.
+int write_payload_fd(const void* data, size_t len);
 // Opens another process's fd through /proc/<pid>/fd/<fd> (same user only:
 // the kernel applies ptrace read checks). Returns a new fd or -errno.
 int open_foreign_fd(uint32_t pid, int fd);

@@ -154,6 +154,29 @@ int memfd_create_sized(const char* label, uint64_t size) {
   return fd;
 }
 
+int write_payload_fd(const void* data, size_t len) {
+  int fd = static_cast<int>(syscall(SYS_memfd_create, "forksafe-payload", MFD_CLOEXEC));
+  if (fd < 0) return -errno;
+  const char* p = static_cast<const char*>(data);
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = write(fd, p + done, len - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      return -e;
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (lseek(fd, 0, SEEK_SET) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
 int open_foreign_fd(uint32_t pid, int fd) {
   char path[64];
   snprintf(path, sizeof(path), "/proc/%u/fd/%d", pid, fd);
