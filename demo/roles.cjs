@@ -1,0 +1,59 @@
+'use strict';
+// Child-process roles of the demo (demo/run.mjs). Each export is a Process
+// target: `new Process({ target: { module: ROLES, export: 'holdLock' }, args })`.
+// forksafe's bootstrap attaches the primitives found in args, calls the export,
+// and exits with its numeric result.
+//
+// Every wait here is bounded, so a child left behind by a crashed demo still ends.
+
+const STRAY_MS = 20_000; // how long a holder "works" before giving up on being killed
+
+function sleepMs(ms) {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+function errorInfo(e) {
+  return { name: e && e.name, code: e && e.code, message: e && e.message };
+}
+
+/** Row 1: takes the lock, says so, then "works" until the parent SIGKILLs it. */
+exports.holdLock = function holdLock(lock, held) {
+  if (!lock.acquire({ timeout: 5000 })) return 2;
+  held.set();
+  sleepMs(STRAY_MS);
+  return 3; // not killed: the demo reports it
+};
+
+/** Row 2: the seed's wait_for_event(). It never runs: start() refuses first. */
+exports.waitForEvent = function waitForEvent(event) {
+  return event.wait({ timeout: 5000 }) ? 0 : 2;
+};
+
+/**
+ * Row 4: releases a lock this process never acquired (the parent holds it),
+ * then tries to get in itself. Prints one JSON line on stdout.
+ */
+exports.releaseForeign = function releaseForeign(lock) {
+  const out = { releaseOk: false, error: null, acquiredWhileHeld: false };
+  const t0 = process.hrtime.bigint();
+  try {
+    lock.release();
+    out.releaseOk = true;
+  } catch (e) {
+    out.error = errorInfo(e);
+  }
+  out.releaseMs = Number(process.hrtime.bigint() - t0) / 1e6;
+  // The parent still holds it: a try-acquire must fail.
+  out.acquiredWhileHeld = lock.acquire({ timeout: 0 });
+  if (out.acquiredWhileHeld) lock.release();
+  process.stdout.write(JSON.stringify(out) + '\n');
+  return 0;
+};
+
+/** Row 5: takes the only unit of the semaphore, says so, then "works" until killed. */
+exports.holdSemaphore = function holdSemaphore(sem, held) {
+  if (!sem.acquire({ timeout: 5000 })) return 2;
+  held.set();
+  sleepMs(STRAY_MS);
+  return 3;
+};

@@ -1,0 +1,570 @@
+#!/usr/bin/env node
+// `npm run demo`: the real bugs of Python's multiprocessing, each run for real,
+// next to the same scenario with forksafe.
+//
+// Each row runs twice:
+//   - "the naive way": a small Python script in demo/python/ (python3 from PATH, or
+//     $DEMO_PYTHON). Some of these scenarios hang forever by nature: every script
+//     bounds its own wait, and this file also kills each one (its whole process group)
+//     after a hard timeout, so the demo never hangs. Without python3 the column is skipped.
+//   - forksafe: the same scenario in this process and in children started with
+//     getContext('spawn').Process (their code is in demo/roles.cjs).
+//
+// Exit status: 0 when every forksafe cell behaved as expected, 1 otherwise (a regression).
+// The Python column never changes the exit status: it shows what Python does here.
+import { spawn, spawnSync } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  getContext, ContextError, DeadlockError, NotOwnerError, OwnerDiedError,
+} from 'forksafe';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROLES = path.join(HERE, 'roles.cjs');
+const PYDIR = path.join(HERE, 'python');
+
+// ---------------------------------------------------------------- small helpers
+
+const nowNs = () => process.hrtime.bigint();
+const msSince = (t0) => Number(process.hrtime.bigint() - t0) / 1e6;
+
+function fmtMs(ms) {
+  if (ms == null || !Number.isFinite(ms)) return '';
+  if (ms >= 1000) return `${Math.round(ms).toLocaleString('en-US')} ms`;
+  if (ms >= 10) return `${Math.round(ms)} ms`;
+  if (ms >= 0.1) return `${ms.toFixed(1)} ms`;
+  return `${ms.toFixed(3)} ms`;
+}
+
+/** Resolves with the exit info, or null if the process is still alive after `ms`. */
+async function exitedWithin(proc, ms) {
+  let timer;
+  const timeout = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  try {
+    return await Promise.race([proc.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const liveChildren = new Set(); // forksafe Processes started by this demo, until reaped
+
+/** Starts a forksafe Process and remembers it, so that an interrupted demo kills it. */
+function startChild(proc) {
+  proc.start();
+  liveChildren.add(proc);
+  return proc;
+}
+
+/** Kills a forksafe Process if it is still running and waits (bounded) for it. */
+async function reap(proc) {
+  liveChildren.delete(proc);
+  if (proc.pid == null) return;
+  try {
+    proc.kill('SIGKILL');
+  } catch {
+    // already gone
+  }
+  await exitedWithin(proc, 3000);
+}
+
+function collect(stream) {
+  const chunks = [];
+  stream?.on('data', (c) => chunks.push(c));
+  return () => Buffer.concat(chunks).toString('utf8');
+}
+
+const ok = (text, ms) => ({ ok: true, text, ms });
+const bad = (text, ms = null) => ({ ok: false, text, ms });
+
+// ---------------------------------------------------------------- forksafe side
+// Each returns { ok, text, ms, message? }. `ok` is what the exit status checks.
+
+const spawnCtx = getContext('spawn');
+
+/** Row 1: a spawn child holds a Lock and is SIGKILLed; this process takes it over. */
+async function fsLockHolderKilled() {
+  const { Lock, Event, Process } = spawnCtx;
+  const lock = new Lock();
+  const held = new Event();
+  const p = new Process({ target: { module: ROLES, export: 'holdLock' }, args: [lock, held], name: 'forksafe-demo-holder' });
+  try {
+    startChild(p);
+    if (!held.wait({ timeout: 8000 })) return bad('the holder child never took the lock (8 s)');
+    const t0 = nowNs();
+    process.kill(p.pid, 'SIGKILL'); // what the OOM killer does
+    let err = null;
+    let got = false;
+    try {
+      got = lock.acquire({ timeout: 3000 }); // bounded only so that a regression cannot hang the demo
+    } catch (e) {
+      err = e;
+    }
+    const ms = msSince(t0);
+    if (!(err instanceof OwnerDiedError)) {
+      if (got) lock.release();
+      return bad(err ? `unexpected ${err.name}: ${err.message}` : got ? 'acquired with no OwnerDiedError' : 'acquire() timed out after 3 s', ms);
+    }
+    if (err.pid !== p.pid) return bad(`OwnerDiedError names pid ${err.pid}, but the holder was pid ${p.pid}`, ms);
+    // We hold the lock now. Repair what it protects (nothing here), then:
+    lock.markConsistent();
+    lock.release();
+    const again = lock.acquire({ timeout: 0 });
+    if (!again) return bad('the lock could not be taken again after markConsistent() + release()', ms);
+    lock.release();
+    return {
+      ...ok(`waiter gets OwnerDiedError naming the dead pid ${err.pid} and holds the lock; markConsistent() + release(): lock usable again`, ms),
+      message: err.message,
+    };
+  } finally {
+    await reap(p);
+    lock.close();
+    held.close();
+  }
+}
+
+/** Row 2: a getContext('fork') Event handed to a spawn Process. */
+async function fsContextMismatch() {
+  const event = new (getContext('fork').Event)();
+  const p = new spawnCtx.Process({ target: { module: ROLES, export: 'waitForEvent' }, args: [event] });
+  try {
+    let err = null;
+    const t0 = nowNs();
+    try {
+      startChild(p);
+    } catch (e) {
+      err = e;
+    }
+    const ms = msSince(t0);
+    if (p.pid != null) return bad(`start() created a process (pid ${p.pid})${err ? ` and then threw ${err.name}` : ''}`, ms);
+    if (!(err instanceof ContextError) || err.code !== 'ERR_FORKSAFE_CONTEXT_MISMATCH') {
+      return bad(err ? `unexpected ${err.name}: ${err.message}` : 'start() did not throw', ms);
+    }
+    return { ...ok('start() throws ContextError before any process is created (message below)', ms), message: err.message };
+  } finally {
+    await reap(p);
+    event.close();
+  }
+}
+
+/** Row 3: acquire() on a Lock the calling thread already holds. */
+async function fsSelfDeadlock() {
+  const lock = new spawnCtx.Lock();
+  try {
+    lock.acquire();
+    let err = null;
+    let got = false;
+    const t0 = nowNs();
+    try {
+      got = lock.acquire({ timeout: 3000 }); // bounded only so that a regression cannot hang the demo
+    } catch (e) {
+      err = e;
+    }
+    const ms = msSince(t0);
+    if (!(err instanceof DeadlockError)) {
+      return bad(err ? `unexpected ${err.name}: ${err.message}` : got ? 'second acquire() succeeded' : 'second acquire() blocked until its 3 s timeout', ms);
+    }
+    if (!lock.isOwned()) return bad('the lock is no longer held after DeadlockError', ms);
+    lock.release();
+    return { ...ok('second acquire() throws DeadlockError at once; the lock stays held', ms), message: err.message };
+  } finally {
+    lock.close();
+  }
+}
+
+/** Row 4: a spawn child calls release() on a Lock this process holds. */
+async function fsForeignRelease() {
+  const lock = new spawnCtx.Lock();
+  const p = new spawnCtx.Process({ target: { module: ROLES, export: 'releaseForeign' }, args: [lock], stdio: 'pipe' });
+  try {
+    lock.acquire();
+    startChild(p);
+    const out = collect(p.stdout);
+    const err = collect(p.stderr);
+    const exit = await exitedWithin(p, 8000);
+    if (!exit) return bad('the child did not finish within 8 s');
+    let r;
+    try {
+      r = JSON.parse(out().trim().split('\n').pop());
+    } catch {
+      return bad(`the child printed no result (exit ${exit.code ?? exit.signal}) ${err().trim().slice(0, 200)}`);
+    }
+    const ms = r.releaseMs;
+    if (r.releaseOk) return bad("the child's release() succeeded: mutual exclusion is broken", ms);
+    if (!r.error || r.error.code !== 'ERR_FORKSAFE_NOT_OWNER' || r.error.name !== NotOwnerError.name) {
+      return bad(`unexpected ${r.error?.name}: ${r.error?.message}`, ms);
+    }
+    if (r.acquiredWhileHeld) return bad('the child acquired the lock while this process held it', ms);
+    if (!lock.isOwned()) return bad('this process lost the lock', ms);
+    lock.release();
+    return {
+      ...ok("child's release() throws NotOwnerError; its try-acquire fails; the parent still holds the lock", ms),
+      message: r.error.message,
+    };
+  } finally {
+    await reap(p);
+    lock.close();
+  }
+}
+
+/** Row 5: a spawn child holds the only unit of an undoOnExit Semaphore and is SIGKILLed. */
+async function fsSemaphoreKilledHolder() {
+  const { Semaphore, Event, Process } = spawnCtx;
+  const sem = new Semaphore(1, { undoOnExit: true });
+  const held = new Event();
+  const p = new Process({ target: { module: ROLES, export: 'holdSemaphore' }, args: [sem, held], name: 'forksafe-demo-worker' });
+  try {
+    startChild(p);
+    if (!held.wait({ timeout: 8000 })) return bad('the worker child never took the unit (8 s)');
+    const t0 = nowNs();
+    process.kill(p.pid, 'SIGKILL');
+    const got = sem.acquire({ timeout: 3000 }); // bounded only so that a regression cannot hang the demo
+    const ms = msSince(t0);
+    if (!got) return bad('acquire() timed out after 3 s: the unit was lost', ms);
+    sem.release();
+    if (sem.value !== 1) return bad(`value is ${sem.value} after release, expected 1`, ms);
+    return ok("the dead worker's unit is given back: acquire() succeeds", ms);
+  } finally {
+    await reap(p);
+    sem.close();
+    held.close();
+  }
+}
+
+// ---------------------------------------------------------------- Python side
+
+const PYTHON = process.env.DEMO_PYTHON || 'python3';
+const pyGroups = new Set(); // process-group ids of running Python scripts
+
+function killGroup(pgid) {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // group already empty
+  }
+}
+
+/** On exit or interruption: no child of the demo may outlive it. */
+function killAllChildren() {
+  for (const g of pyGroups) killGroup(g);
+  pyGroups.clear();
+  for (const p of liveChildren) {
+    try {
+      p.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  liveChildren.clear();
+}
+
+process.on('exit', killAllChildren);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    killAllChildren();
+    process.exit(130);
+  });
+}
+
+/** The Python version, or null (with the reason) when there is no usable python3. */
+function probePython() {
+  const r = spawnSync(PYTHON, ['-c', 'import multiprocessing, sys; print(sys.version.split()[0])'], {
+    encoding: 'utf8', timeout: 10_000,
+  });
+  if (r.error) return { version: null, why: `${PYTHON} not found (${r.error.code})` };
+  if (r.status !== 0) return { version: null, why: `${PYTHON} cannot import multiprocessing` };
+  const version = r.stdout.trim();
+  const [maj, min] = version.split('.').map(Number);
+  if (maj < 3 || (maj === 3 && min < 8)) return { version: null, why: `${PYTHON} is ${version}; the scripts need 3.8+` };
+  return { version, why: null };
+}
+
+/**
+ * Runs demo/python/<script> in its own process group and parses the JSON line it
+ * prints. The whole group is SIGKILLed after hardMs, and once the script is done
+ * (so no multiprocessing child can outlive it).
+ */
+function runPython(script, args, hardMs) {
+  return new Promise((resolve) => {
+    const t0 = nowNs();
+    const child = spawn(PYTHON, [path.join(PYDIR, script), ...args.map(String)], {
+      detached: true, // own process group: the hard kill reaches its children too
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+    });
+    const out = collect(child.stdout);
+    const err = collect(child.stderr);
+    let killed = false;
+    if (child.pid) pyGroups.add(child.pid);
+    const timer = setTimeout(() => {
+      killed = true;
+      killGroup(child.pid);
+    }, hardMs);
+    const done = (spawnError) => {
+      clearTimeout(timer);
+      if (child.pid) {
+        killGroup(child.pid);
+        pyGroups.delete(child.pid);
+      }
+      const ms = msSince(t0);
+      if (spawnError) return resolve({ json: null, error: spawnError.message, ms });
+      if (killed) return resolve({ json: null, error: `killed after ${hardMs / 1000} s (hard timeout)`, ms });
+      const line = out().trim().split('\n').pop() ?? '';
+      try {
+        resolve({ json: JSON.parse(line), error: null, ms });
+      } catch {
+        resolve({ json: null, error: `no result: ${(err().trim().split('\n').pop() || line).slice(0, 160)}`, ms });
+      }
+    };
+    child.on('error', done);
+    child.on('close', () => done(null));
+  });
+}
+
+// Each returns { text, ms, bug } where `bug` says whether this Python showed the bug.
+
+function pyLockHolderKilled(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (j.hung) return { text: `acquire() never succeeds: hangs forever (stopped after ${j.timeout_s} s)`, ms: j.waited_ms, bug: true };
+  return { text: 'acquire() succeeded after the holder died', ms: j.waited_ms, bug: false };
+}
+
+function pyContextMismatch(j) {
+  // Two times in one cell: the unmodified run, and the run with the guard bypassed.
+  const b = j.guard_bypassed;
+  const bypassed = b
+    ? b.exitcode === -11
+      ? `; with the guard bypassed, the child dies with SIGSEGV [${fmtMs(b.ms)}]: the seed's segfault`
+      : `; with the guard bypassed: ${b.outcome} [${fmtMs(b.ms)}]`
+    : '';
+  if (j.error) {
+    const name = j.error.split(':')[0];
+    return { text: `p.start() raises ${name} [${fmtMs(j.ms)}] (a guard of recent CPython, gh-77377)${bypassed}`, ms: null, bug: b ? b.exitcode === -11 : false };
+  }
+  if (j.exitcode === -11) return { text: `the child dies with SIGSEGV (exit code -11): the seed's segfault`, ms: j.ms, bug: true };
+  return { text: `${j.outcome}${bypassed}`, ms: j.ms, bug: j.exitcode !== 0 };
+}
+
+function pySelfDeadlock(j) {
+  if (j.hung) return { text: `second acquire() blocks forever, no error (stopped after ${j.timeout_s} s)`, ms: j.waited_ms, bug: true };
+  if (j.error) return { text: `second acquire() raises ${j.error}`, ms: j.waited_ms, bug: false };
+  return { text: 'second acquire() returned', ms: j.waited_ms, bug: false };
+}
+
+function pyForeignRelease(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (j.release_ok) {
+    const two = j.child_acquired_while_parent_holds
+      ? '; the child then acquires it too: two holders at once'
+      : '';
+    return { text: `the child's release() succeeds silently${two}`, ms: j.release_ms, bug: true };
+  }
+  return { text: `the child's release() raises ${j.release_error}`, ms: j.release_ms, bug: false };
+}
+
+function pySemaphoreKilledHolder(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (j.lost) {
+    return {
+      text: `slot lost: the unit never comes back, acquire(timeout=${j.timeout_s}) fails (value stays ${j.value_after})`,
+      ms: j.waited_ms,
+      bug: true,
+    };
+  }
+  return { text: 'the unit came back', ms: j.waited_ms, bug: false };
+}
+
+// ---------------------------------------------------------------- the scenarios
+
+const ROWS = [
+  {
+    title: 'Lock holder killed by SIGKILL (the OOM killer)',
+    py: { script: 'lock_holder_killed.py', args: [3], hardMs: 10_000, read: pyLockHolderKilled },
+    fs: fsLockHolderKilled,
+    fixed: 'recovers instead of hanging',
+    legend:
+      'A worker dies while holding a lock, the way the OOM killer ends it (seed 003, "Fork this mess": ' +
+      'a pipeline that hung forever). Python\'s lock has no owner, so nobody can ever release it. ' +
+      "forksafe's waiter gets the lock with OwnerDiedError (time: from SIGKILL to the error, " +
+      'including the death detection), repairs, calls markConsistent(), and the lock works again.',
+  },
+  {
+    title: 'Primitive of one start method used by a process of another',
+    py: { script: 'context_mismatch.py', args: [1], hardMs: 10_000, read: pyContextMismatch },
+    fs: fsContextMismatch,
+    fixed: 'clear error, nothing started',
+    legend:
+      "The code of seed 000 (\"Why not multiprocessing\"): an Event from the default ('fork') context handed " +
+      "to a 'spawn' Process segfaults the child. Recent CPython refuses at start(); the script also runs it with " +
+      'that guard switched off, to show the crash older versions give. forksafe checks contexts in start(), ' +
+      'before anything is spawned, and says how to fix the code.',
+  },
+  {
+    title: 'Same thread acquires a lock it already holds',
+    py: { script: 'self_deadlock.py', args: [2], hardMs: 8_000, read: pySelfDeadlock },
+    fs: fsSelfDeadlock,
+    fixed: 'error instead of a silent hang',
+    legend:
+      'A classic bug (a helper that takes the lock, called by code that already holds it). Python waits ' +
+      'for itself forever; forksafe knows the owner and throws DeadlockError at once.',
+  },
+  {
+    title: 'Lock released by a process that does not hold it',
+    py: { script: 'foreign_release.py', args: [], hardMs: 8_000, read: pyForeignRelease },
+    fs: fsForeignRelease,
+    fixed: 'error instead of silent corruption',
+    legend:
+      "The parent holds the lock; a child calls release(). Python allows it, so the child (or anyone) can " +
+      "get in while the parent is still in its critical section. forksafe's release() checks the owner.",
+  },
+  {
+    title: 'Semaphore slot held by a killed worker',
+    py: { script: 'semaphore_killed_holder.py', args: [3], hardMs: 10_000, read: pySemaphoreKilledHolder },
+    fs: fsSemaphoreKilledHolder,
+    fixed: 'unit given back instead of lost',
+    legend:
+      'A worker takes the only slot of Semaphore(1) and is SIGKILLed (seed 003 again). In Python the slot ' +
+      'is gone for good: every later acquire() without a timeout blocks forever. forksafe\'s Semaphore(1, ' +
+      '{ undoOnExit: true }) gives a dead process\'s units back (time: from SIGKILL to acquire() returning).',
+  },
+];
+
+// ---------------------------------------------------------------- table printing
+
+function wrap(text, width) {
+  const lines = [];
+  for (const para of String(text).split('\n')) {
+    let line = '';
+    for (let word of para.split(/\s+/).filter(Boolean)) {
+      while (word.length > width) {
+        if (line) {
+          lines.push(line);
+          line = '';
+        }
+        lines.push(word.slice(0, width));
+        word = word.slice(width);
+      }
+      if (!line) line = word;
+      else if (line.length + 1 + word.length <= width) line += ` ${word}`;
+      else {
+        lines.push(line);
+        line = word;
+      }
+    }
+    lines.push(line);
+  }
+  return lines;
+}
+
+function table(headers, rows, shares, total) {
+  const inner = total - (3 * (headers.length - 1) + 4);
+  const widths = shares.map((s) => Math.max(8, Math.floor(inner * s)));
+  widths[widths.length - 1] += inner - widths.reduce((a, b) => a + b, 0);
+  const rule = (l, m, r) => l + widths.map((w) => '─'.repeat(w + 2)).join(m) + r;
+  const line = (cells) => {
+    const wrapped = cells.map((c, i) => wrap(c, widths[i]));
+    const h = Math.max(...wrapped.map((w) => w.length));
+    const out = [];
+    for (let k = 0; k < h; k++) out.push(`│ ${wrapped.map((w, i) => (w[k] ?? '').padEnd(widths[i])).join(' │ ')} │`);
+    return out.join('\n');
+  };
+  const parts = [rule('┌', '┬', '┐'), line(headers), rule('├', '┼', '┤')];
+  rows.forEach((r, i) => {
+    parts.push(line(r));
+    parts.push(i === rows.length - 1 ? rule('└', '┴', '┘') : rule('├', '┼', '┤'));
+  });
+  return parts.join('\n');
+}
+
+/** Wraps text to `width`; the first line starts with `first`, the others are aligned under it. */
+function indent(text, width, first, rest = ' '.repeat(first.length)) {
+  return wrap(text, width - first.length).map((l, i) => (i === 0 ? first : rest) + l).join('\n');
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const started = nowNs();
+  const cols = Math.min(Math.max(process.stdout.columns || 110, 84), 140);
+  const py = probePython();
+
+  console.log('forksafe demo: real bugs of Python multiprocessing, run for real, next to forksafe');
+  console.log(`node ${process.version}; python: ${py.version ? `${PYTHON} ${py.version}` : `skipped (${py.why})`}`);
+  console.log('');
+
+  // forksafe first, one row at a time, so that its timings are not disturbed.
+  process.stdout.write('running forksafe scenarios...');
+  const fsResults = [];
+  for (const row of ROWS) {
+    try {
+      fsResults.push(await row.fs());
+    } catch (e) {
+      fsResults.push(bad(`unexpected ${e?.name ?? 'error'}: ${e?.message ?? e}`));
+    }
+  }
+  // Python next, all scripts in parallel (they mostly wait).
+  let pyResults = ROWS.map(() => null);
+  if (py.version) {
+    process.stdout.write(' Python scenarios (a few seconds: some of them hang until stopped)...');
+    pyResults = await Promise.all(
+      ROWS.map(async (row) => {
+        const r = await runPython(row.py.script, row.py.args, row.py.hardMs);
+        if (!r.json) return { text: r.error, ms: null, bug: null };
+        try {
+          return row.py.read(r.json);
+        } catch (e) {
+          return { text: `unreadable result: ${e.message}`, ms: null, bug: null };
+        }
+      }),
+    );
+  }
+  process.stdout.write('\n\n');
+
+  const cell = (r) => (r.ms == null ? r.text : `${r.text}\n[${fmtMs(r.ms)}]`);
+  const rows = ROWS.map((row, i) => {
+    const f = fsResults[i];
+    const p = pyResults[i];
+    let verdict;
+    if (!f.ok) verdict = 'REGRESSION: forksafe did not behave as expected';
+    else if (!p) verdict = `forksafe OK: ${row.fixed}`;
+    else if (p.bug === true) verdict = `forksafe: ${row.fixed}`;
+    else if (p.bug === false) verdict = 'both OK (this Python does not show the bug)';
+    else verdict = 'forksafe OK (Python run failed)';
+    return [`${i + 1}. ${row.title}`, p ? cell(p) : 'skipped (no python3)', `${f.ok ? '' : 'FAILED: '}${cell(f)}`, verdict];
+  });
+  const pyHeader = py.version ? `The naive way: Python ${py.version} multiprocessing` : 'The naive way: Python multiprocessing';
+  console.log(table(['Scenario', pyHeader, 'forksafe', 'Verdict'], rows, [0.2, 0.3, 0.33, 0.17], cols));
+  if (!py.version) {
+    console.log(`\nThe Python column was skipped: ${py.why}. Install python3 (or set DEMO_PYTHON) to see it.`);
+  }
+
+  console.log('\nWhat each row shows (times in [brackets]: how long until the outcome was known):');
+  ROWS.forEach((row, i) => {
+    console.log('');
+    console.log(indent(row.legend, cols, `${String(i + 1).padStart(2)}. `.padEnd(4)));
+    const m = fsResults[i].message;
+    if (m) console.log(indent(`forksafe said: ${m}`, cols, '    '));
+  });
+  console.log('');
+  console.log(indent(
+    'Python columns: demo/python/*.py (each stopped by its own watchdog or timeout, then killed with its ' +
+    'children after a hard limit). forksafe columns: demo/run.mjs with child roles in demo/roles.cjs.',
+    cols, '',
+  ));
+
+  const failed = fsResults.filter((r) => !r.ok).length;
+  const secs = (msSince(started) / 1000).toFixed(1);
+  if (failed) {
+    console.log(`\n${failed} forksafe scenario(s) did not behave as expected (see FAILED above). ${secs} s.`);
+    process.exitCode = 1;
+  } else {
+    console.log(`\nAll ${ROWS.length} forksafe scenarios behaved as expected. ${secs} s.`);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});
