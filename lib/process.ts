@@ -21,6 +21,8 @@ export interface ProcessOptions {
   name?: string;
   env?: NodeJS.ProcessEnv;
   stdio?: 'inherit' | 'pipe';
+  /** Node flags of the child (default: the parent's execArgv minus --inspect*, --eval and similar). */
+  execArgv?: string[];
 }
 
 export interface ExitInfo {
@@ -105,6 +107,10 @@ export class Process {
     if (opts.args !== undefined && !Array.isArray(opts.args)) throw invalidArgType('options.args', 'an array', opts.args);
     if (opts.name !== undefined && typeof opts.name !== 'string') throw invalidArgType('options.name', 'of type string', opts.name);
     if (opts.env !== undefined) validateObject('options.env', opts.env);
+    if (opts.execArgv !== undefined &&
+        (!Array.isArray(opts.execArgv) || !opts.execArgv.every((a) => typeof a === 'string'))) {
+      throw invalidArgType('options.execArgv', 'an array of strings', opts.execArgv);
+    }
     if (opts.stdio !== undefined && opts.stdio !== 'inherit' && opts.stdio !== 'pipe') {
       throw invalidArgType('options.stdio', "'inherit' or 'pipe'", opts.stdio);
     }
@@ -140,7 +146,7 @@ export class Process {
     try {
       child = child_process.spawn(
         process.execPath,
-        [...childExecArgv(), path.join(__dirname, 'bootstrap.js')],
+        [...(this._opts.execArgv ?? childExecArgv()), path.join(__dirname, 'bootstrap.js')],
         {
           stdio: ['inherit', out, out, payloadFd, ...fdList],
           env: this._opts.env ?? process.env,
