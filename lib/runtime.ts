@@ -113,7 +113,7 @@ function checkSegmentHandle(h: unknown): SegmentHandle {
   for (const k of ['dev', 'ino', 'size'] as const) {
     if (typeof s[k] !== 'string' || !DEC.test(s[k] as string)) throw badHandle(`bad ${k}`);
   }
-  if (s.name !== undefined && (typeof s.name !== 'string' || !/^[A-Za-z0-9._-]{1,47}$/.test(s.name))) {
+  if (s.name !== undefined && (typeof s.name !== 'string' || !/^\/forksafe\.[A-Za-z0-9._-]{1,37}$/.test(s.name))) {
     throw badHandle('bad name');
   }
   return s as unknown as SegmentHandle;

@@ -168,6 +168,7 @@ export class SharedMemory {
   notify(index: number, count: number = Infinity): number {
     const i = this._index(index);
     if (count !== Infinity) validateInteger('count', count, 0, 0x7fffffff);
+    if (count === 0) return 0; // FUTEX_WAKE with 0 would still wake one (Atomics.notify wakes none)
     return binding.wordWake(this._ab as ArrayBuffer, i * 4, count === Infinity ? 0x7fffffff : count);
   }
 

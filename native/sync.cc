@@ -222,6 +222,7 @@ Napi::Value WordWake(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), -1);
   }
   double n = ArgF64(info, 2, INT_MAX);
+  if (!(n >= 1)) return Napi::Number::New(info.Env(), 0);  // FUTEX_WAKE(0) would wake one
   int k = n >= INT_MAX ? INT_MAX : static_cast<int>(n);
   int r = futex_wake(reinterpret_cast<uint32_t*>(a.base + static_cast<uint64_t>(off)), k);
   return Status(info.Env(), r, "futex");

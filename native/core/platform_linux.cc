@@ -146,6 +146,7 @@ int pid_exists(uint32_t pid) {
 int memfd_create_sized(const char* label, uint64_t size) {
   int fd = static_cast<int>(syscall(SYS_memfd_create, label, MFD_CLOEXEC));
   if (fd < 0) return -errno;
+  fchmod(fd, 0600);  // defence in depth: /proc/<pid>/fd access is already same-user only
   if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
     int e = errno;
     close(fd);
