@@ -7,6 +7,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/atomics.h"
 #include "core/segment.h"
 
 namespace forksafe {
@@ -26,16 +27,6 @@ std::vector<Record>* g_records = nullptr;  // never freed: finalizers may run la
 std::vector<Record>& records() {
   if (!g_records) g_records = new std::vector<Record>();
   return *g_records;
-}
-
-template <typename T>
-T aload(const T* p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
-template <typename T>
-void astore(T* p, T v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-template <typename T>
-bool acas(T* p, T* expected, T desired) {
-  return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_SEQ_CST);
 }
 
 SegmentHeader* header(uint8_t* base) { return reinterpret_cast<SegmentHeader*>(base); }

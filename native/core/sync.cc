@@ -1,6 +1,7 @@
 // Blocking algorithms. Every wait is a futex wait on a 32-bit word in shared
 // memory, sliced so that owner death is noticed within kLivenessSliceMs.
 #include "core/sync.h"
+#include "core/atomics.h"
 
 #include <errno.h>
 
@@ -10,16 +11,6 @@
 namespace forksafe {
 
 namespace {
-
-template <typename T>
-T aload(const T* p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
-template <typename T>
-void astore(T* p, T v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-template <typename T>
-bool acas(T* p, T* expected, T desired) {
-  return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_SEQ_CST);
-}
 
 struct Deadline {
   double at;  // < 0: none
