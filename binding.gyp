@@ -13,6 +13,7 @@
         "native/sync.cc",
         "native/shm.cc",
         "native/process.cc",
+        "native/waiter.cc",
         "native/core/sync.cc"
       ],
       "include_dirs": [
@@ -29,7 +30,8 @@
         ["OS=='linux'", {
           "sources": [
             "native/core/platform_linux.cc",
-            "native/core/segment_linux.cc"
+            "native/core/segment_linux.cc",
+            "native/core/waiter_linux.cc"
           ],
           # Node's common.gypi adds -fno-exceptions -fno-rtti -fPIC -pthread
           # -fno-omit-frame-pointer; drop its -O3, -std=gnu++17 and

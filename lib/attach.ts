@@ -1,7 +1,9 @@
 // attach(handle): re-creates a primitive in this process or thread from the
 // plain object its handle() returned (possibly after JSON round trips).
 import { badHandle } from './errors';
-import { getContext } from './context';
+import { getContext, getStartMethods } from './context';
+
+const TYPES = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Event', 'Condition', 'Barrier', 'SharedMemory'];
 import { constructAttached } from './primitive';
 import { checkBaseHandle } from './runtime';
 
@@ -15,9 +17,8 @@ export function attach<T = unknown>(handle: unknown): T {
     }
   }
   const b = checkBaseHandle(h);
-  const ctx = getContext(b.context);
-  const C = (ctx as unknown as Record<string, unknown>)[b.type];
-  const types = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Event', 'Condition', 'Barrier', 'SharedMemory'];
-  if (!types.includes(b.type) || typeof C !== 'function') throw badHandle(`unknown type '${b.type}'`);
+  if (!TYPES.includes(b.type)) throw badHandle(`unknown type '${String(b.type)}'`);
+  if (!getStartMethods().includes(b.context)) throw badHandle(`context '${b.context}' is not available here`);
+  const C = (getContext(b.context) as unknown as Record<string, unknown>)[b.type];
   return constructAttached(C as new () => T, b);
 }

@@ -8,6 +8,7 @@ import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, TOKEN, unexpected } from './runtime';
 import { parseTimeout, validateInteger, validateObject } from './validate';
 import type { WaitOptions } from './event';
+import { AsyncOptions, parseAsyncOptions, wait } from './async';
 
 export interface BarrierOptions {
   /** Default timeout of wait() in ms; a wait that times out breaks the barrier. */
@@ -52,6 +53,41 @@ export class Barrier extends Primitive {
       );
     }
     throw unexpected(st, 'Barrier.wait()');
+  }
+
+  /**
+   * wait() without blocking the event loop: resolves with the arrival index.
+   * A timeout breaks the barrier (as for wait()); so does an abort, which
+   * rejects this wait with signal.reason and the others with BrokenBarrierError.
+   */
+  waitAsync(opts?: AsyncOptions): Promise<number> {
+    try {
+      if (!this._i32) this._closed();
+      let timeout = (this._timeout as Float64Array)[0];
+      let signal: AbortSignal | undefined;
+      if (opts !== undefined) {
+        const o = parseAsyncOptions(opts);
+        signal = o.signal;
+        if ((opts as AsyncOptions).timeout !== undefined) timeout = o.timeout;
+      }
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      const buf = this._buf as ArrayBuffer, off = this._off, seg = this._seg;
+      const broken = (): BrokenBarrierError => new BrokenBarrierError(
+        'Barrier.waitAsync(): the barrier is broken (aborted, reset while waiting, a wait timed out, or a waiter died)');
+      const [st, index, id] = binding.asyncBarrier(seg, buf, off, TOKEN, timeout);
+      if (st === S.OK) return Promise.resolve(index);
+      if (st === S.BROKEN) return Promise.reject(broken());
+      if (st !== S.TIMED_OUT || id <= 0) return Promise.reject(unexpected(st, 'Barrier.waitAsync()'));
+      return wait(this, signal, () => id, {
+        map: (s2, i) => {
+          if (s2 === S.OK) return i;
+          if (s2 === S.BROKEN) throw broken();
+          throw unexpected(s2, 'Barrier.waitAsync()');
+        },
+      }, () => this._idle());
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Returns the barrier to its initial state; current waiters get BrokenBarrierError. */

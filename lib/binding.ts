@@ -64,6 +64,19 @@ export interface Binding {
   shmOpenName(name: string): [number, number];
   shmUnlink(name: string): number;
 
+  asyncInit(cb: (id: number, status: number, index: number) => void): void;
+  asyncLock(seg: number, buf: ArrayBuffer, off: number, token: number, recursive: boolean, timeout: number): number;
+  asyncSem(seg: number, buf: ArrayBuffer, off: number, timeout: number): number;
+  asyncEvent(seg: number, buf: ArrayBuffer, off: number, timeout: number): number;
+  asyncWord(seg: number, buf: ArrayBuffer, byteOffset: number, value: number, timeout: number): number;
+  asyncCond(
+    lockSeg: number, lockBuf: ArrayBuffer, lockOff: number, recursive: boolean,
+    condSeg: number, condBuf: ArrayBuffer, condOff: number, token: number, timeout: number,
+  ): number;
+  asyncBarrier(seg: number, buf: ArrayBuffer, off: number, token: number, timeout: number): [number, number, number];
+  asyncCancel(id: number): void;
+  asyncStats(): { threads: number; pending: number; threadPending: number };
+
   pidfdOpen(pid: number): number;
   pidfdWait(fd: number, timeout: number): { code: number | null; signal: number } | null;
   payloadFd(bytes: Uint8Array): number;

@@ -36,7 +36,9 @@ async function main(): Promise<number> {
     fn = ns[payload.export] ?? (ns.default as Record<string, unknown> | undefined)?.[payload.export];
     if (typeof fn !== 'function') throw new TypeError(`forksafe: module '${spec}' has no exported function '${payload.export}'`);
   } else {
-    fn = typeof ns.default === 'function' ? ns.default : undefined;
+    const d = ns.default as { default?: unknown } | undefined;
+    // CommonJS compiled from `export default fn` (TypeScript, Babel): exports.default = fn.
+    fn = typeof d === 'function' ? d : (d && typeof d.default === 'function' ? d.default : undefined);
     if (typeof fn !== 'function') {
       throw new TypeError(`forksafe: module '${spec}' has no default export function; name one with target.export`);
     }

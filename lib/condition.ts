@@ -3,13 +3,14 @@
 // threads waiting at that moment, in any process. The lock is a separate
 // Lock/RLock of the same context (a new RLock by default, as in Python).
 import { binding } from './binding';
-import { ContextError, NotOwnerError, NotRecoverableError, OwnerDiedError, invalidArgType } from './errors';
+import { ClosedError, ContextError, NotOwnerError, NotRecoverableError, OwnerDiedError, invalidArgType } from './errors';
 import { KIND, LOCK_DIED_PID_I, LOCK_DIED_TID_I, S } from './layout';
 import { Lock, LockBase, LockGuard, RLock, AcquireOptions } from './lock';
 import { Primitive, contextOf, takeAttach, constructAttached } from './primitive';
 import { BaseHandle, TOKEN, checkBaseHandle, unexpected } from './runtime';
 import { getContext } from './context';
 import { timeoutOf, validateFunction, validateInteger } from './validate';
+import { AsyncOptions, parseAsyncOptions, wait } from './async';
 import type { WaitOptions } from './event';
 import { badHandle } from './errors';
 
@@ -65,14 +66,17 @@ export class Condition extends Primitive {
   }
 
   acquire(opts?: AcquireOptions): boolean {
+    if (!this._i32) this._closed();
     return this._lock.acquire(opts);
   }
 
   release(): void {
+    if (!this._i32) this._closed();
     this._lock.release();
   }
 
   lockGuard(opts?: AcquireOptions): LockGuard {
+    if (!this._i32) this._closed();
     return this._lock.lock(opts);
   }
 
@@ -105,6 +109,7 @@ export class Condition extends Primitive {
 
   /** Waits until pred() is truthy; returns its last value as a boolean (false on timeout). */
   waitFor(pred: () => boolean, opts?: WaitOptions): boolean {
+    if (!this._i32) this._closed();
     validateFunction('pred', pred);
     const timeout = opts === undefined ? -1 : timeoutOf(opts);
     const end = timeout < 0 ? Infinity : performance.now() + timeout;
@@ -119,6 +124,73 @@ export class Condition extends Primitive {
       result = pred();
     }
     return Boolean(result);
+  }
+
+  /**
+   * wait() without blocking the event loop: the lock is released now, a native
+   * waiter thread waits for a notification and re-acquires the lock for this
+   * JS thread. Resolves true (notified) or false (timeout). On abort it rejects
+   * with signal.reason once the lock is held again, as every wait ends.
+   */
+  waitAsync(opts?: AsyncOptions): Promise<boolean> {
+    try {
+      const { timeout, signal } = parseAsyncOptions(opts);
+      const lock = this._lock;
+      if (!this._i32) this._closed();
+      if (!lock._i32) lock._closed();
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      const lbuf = lock._buf as ArrayBuffer, loff = lock._off, lseg = lock._seg, rec = lock._recursive;
+      const cbuf = this._buf as ArrayBuffer, coff = this._off, cseg = this._seg;
+      return wait(this, signal, () => {
+        const id = binding.asyncCond(lseg, lbuf, loff, rec, cseg, cbuf, coff, TOKEN, timeout);
+        if (id === -S.NOT_OWNER) throw new NotOwnerError('Condition.waitAsync(): cannot wait on an un-acquired lock');
+        if (id < 0) throw badHandle('condition slot is not valid');
+        return id;
+      }, {
+        map: (st) => {
+          switch (st) {
+            case S.OK:
+              return true;
+            case S.TIMED_OUT:
+              return false;
+            case S.OWNER_DIED: {
+              const i32 = lock._i32 as Int32Array;
+              throw new OwnerDiedError(i32[lock._base + LOCK_DIED_PID_I], i32[lock._base + LOCK_DIED_TID_I], 'Condition.waitAsync() re-acquiring its lock');
+            }
+            case S.NOT_RECOVERABLE:
+              throw new NotRecoverableError('Condition.waitAsync(): the lock is not recoverable');
+            default:
+              throw unexpected(st, 'Condition.waitAsync()');
+          }
+        },
+      }, () => this._idle());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** waitFor() without blocking the event loop. */
+  async waitForAsync(pred: () => boolean, opts?: AsyncOptions): Promise<boolean> {
+    if (!this._i32) this._closed();
+    validateFunction('pred', pred);
+    const { timeout, signal } = parseAsyncOptions(opts);
+    const end = timeout < 0 ? Infinity : performance.now() + timeout;
+    let result = pred();
+    while (!result) {
+      let left: number | undefined;
+      if (end !== Infinity) {
+        left = end - performance.now();
+        if (left <= 0) break;
+      }
+      await this.waitAsync({ timeout: left, signal });
+      result = pred();
+    }
+    return Boolean(result);
+  }
+
+  acquireAsync(opts?: AsyncOptions): Promise<boolean> {
+    if (!this._i32) return Promise.reject(new ClosedError('Condition'));
+    return this._lock.acquireAsync(opts);
   }
 
   /** Wakes up to n threads waiting on this condition (any process). Caller must hold the lock. */

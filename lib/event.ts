@@ -6,6 +6,8 @@ import { EVENT_FLAG_I, KIND, S } from './layout';
 import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, unexpected } from './runtime';
 import { timeoutOf, validateObject } from './validate';
+import { badHandle } from './errors';
+import { AsyncOptions, parseAsyncOptions, wait } from './async';
 
 export interface WaitOptions {
   timeout?: number;
@@ -51,6 +53,31 @@ export class Event extends Primitive {
     if (st === S.OK) return true;
     if (st === S.TIMED_OUT) return false;
     throw unexpected(st, 'Event.wait()');
+  }
+
+  /** Resolves true when set, false on timeout; never blocks the event loop. */
+  waitAsync(opts?: AsyncOptions): Promise<boolean> {
+    try {
+      const { timeout, signal } = parseAsyncOptions(opts);
+      const i32 = this._i32 ?? this._closed();
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      if (Atomics.load(i32, this._f) === 1) return Promise.resolve(true);
+      if (timeout === 0) return Promise.resolve(false);
+      const buf = this._buf as ArrayBuffer, off = this._off, seg = this._seg;
+      return wait(this, signal, () => {
+        const id = binding.asyncEvent(seg, buf, off, timeout);
+        if (id < 0) throw badHandle('event slot is not valid');
+        return id;
+      }, {
+        map: (st) => {
+          if (st === S.OK) return true;
+          if (st === S.TIMED_OUT) return false;
+          throw unexpected(st, 'Event.waitAsync()');
+        },
+      }, () => this._idle());
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   handle(): BaseHandle {

@@ -20,6 +20,7 @@ onToken((t) => {
   TOKEN = t;
 });
 import { timeoutOf, validateObject } from './validate';
+import { AsyncOptions, parseAsyncOptions, wait } from './async';
 
 export interface AcquireOptions {
   timeout?: number;
@@ -97,6 +98,60 @@ abstract class LockBase extends Primitive {
       this.release();
     };
     return { release, [Symbol.dispose]: release };
+  }
+
+  /**
+   * Acquires without blocking the event loop: a native waiter thread waits and
+   * acquires for this JS thread, which then owns the lock exactly as after
+   * acquire(). Resolves false on timeout; rejects with signal.reason on abort
+   * (nothing is left acquired).
+   */
+  acquireAsync(opts?: AsyncOptions): Promise<boolean> {
+    try {
+      const { timeout, signal } = parseAsyncOptions(opts);
+      const i32 = this._i32 ?? this._closed();
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      const w = this._w;
+      const old = Atomics.compareExchange(i32, w, 0, TOKEN);
+      if (old === 0) {
+        if (this._recursive) i32[w + 2] = 1;
+        return Promise.resolve(true);
+      }
+      if ((old & TOKEN_MASK) === TOKEN) {
+        if (!this._recursive) throw new DeadlockError(`${this.constructor.name}.acquireAsync(): the calling thread already holds this lock`);
+        i32[w + 2] += 1;
+        return Promise.resolve(true);
+      }
+      if (timeout === 0) return Promise.resolve(this._slowAcquire(0));
+      const buf = this._buf as ArrayBuffer, off = this._off, rec = this._recursive, seg = this._seg;
+      return wait(this, signal, () => {
+        const id = binding.asyncLock(seg, buf, off, TOKEN, rec, timeout);
+        if (id < 0) throw badHandle('lock slot is not valid');
+        return id;
+      }, {
+        map: (st) => this._result(st),
+        undo: (st) => {
+          if (st === S.OK) binding.lockRelease(buf, off, TOKEN, rec);
+          else if (st === S.OWNER_DIED) binding.lockAbandon(buf, off, TOKEN); // still owner-died for the next
+        },
+      }, () => this._idle());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** `await using g = await lock.lockAsync()`: acquires, returns a guard. TimeoutError on timeout. */
+  async lockAsync(opts?: AsyncOptions): Promise<LockGuard & AsyncDisposable> {
+    if (!(await this.acquireAsync(opts))) {
+      throw new TimeoutError(`${this.constructor.name}.lockAsync(): not acquired within ${parseAsyncOptions(opts).timeout} ms`);
+    }
+    let done = false;
+    const release = (): void => {
+      if (done) return;
+      done = true;
+      this.release();
+    };
+    return { release, [Symbol.dispose]: release, [Symbol.asyncDispose]: async () => release() };
   }
 
   /** Whether anyone (any process) holds the lock. */
@@ -209,6 +264,7 @@ export class RLock extends LockBase {
 
   acquire(opts?: AcquireOptions): boolean {
     const i32 = this._i32 ?? this._closed();
+    const timeout = opts === undefined ? -1 : timeoutOf(opts);
     const w = this._w;
     const old = Atomics.compareExchange(i32, w, 0, TOKEN);
     if (old === 0) {
@@ -221,7 +277,7 @@ export class RLock extends LockBase {
       i32[w + 2] = c + 1;
       return true;
     }
-    return this._slowAcquire(opts === undefined ? -1 : timeoutOf(opts));
+    return this._slowAcquire(timeout);
   }
 
   release(): void {

@@ -4,6 +4,7 @@ import { ClosedError, ContextError } from './errors';
 import type { Context } from './context';
 import { getContext, defaultMethod } from './context';
 import { StartMethod } from './layout';
+import { cancelAll } from './async';
 import {
   allocSlot, attachSlot, BaseHandle, releaseSlot, segmentHandle, SlotRef, track, untrack,
 } from './runtime';
@@ -43,6 +44,9 @@ export abstract class Primitive {
   /** @internal */ _off = 0;
   /** @internal */ _base = 0;
   /** @internal */ _method: StartMethod = 'spawn';
+  /** @internal Native async waits in flight (lib/async.ts). */ _pending: Set<number> | null = null;
+  /** @internal */ _closedReason: Error | null = null;
+  /** @internal A slot whose release waits for in-flight async waits. */ _deferred: SlotRef | null = null;
 
   /** The context that made this primitive. */
   get context(): Context {
@@ -99,7 +103,27 @@ export abstract class Primitive {
     this._i32 = null;
     this._buf = null;
     untrack(this);
+    // Pending async waits reject with ClosedError; the slot goes when the
+    // last of them has settled (the waiter thread may still be looking at it).
+    if (cancelAll(this, this.constructor.name)) {
+      this._deferred = slot;
+      return;
+    }
     releaseSlot(slot);
+  }
+
+  /** @internal Called when the last pending async wait settled. */
+  _idle(): void {
+    const s = this._deferred;
+    if (s && (!this._pending || this._pending.size === 0)) {
+      this._deferred = null;
+      releaseSlot(s);
+    }
+  }
+
+  /** @internal The segment id (for native ops that hold a view of it). */
+  get _seg(): number {
+    return (this._slot ?? this._closed()).seg;
   }
 
   get closed(): boolean {

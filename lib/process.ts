@@ -76,6 +76,7 @@ export class Process {
   /** @internal */ _child: child_process.ChildProcess | null = null;
   /** @internal */ _pidfd = -1;
   /** @internal */ _exit: ExitInfo | null = null;
+  /** @internal Known from join() before libuv has reaped the child. */ _joined: ExitInfo | null = null;
   /** @internal */ _resolve!: (e: ExitInfo) => void;
   /** @internal */ _reject!: (e: Error) => void;
   /** Resolves with {code, signal} when the child has exited, whatever killed it. */
@@ -199,33 +200,31 @@ export class Process {
   }
 
   get exitCode(): number | null {
-    return this._exit?.code ?? null;
+    return (this._exit ?? this._joined)?.code ?? null;
   }
 
   get signalCode(): NodeJS.Signals | null {
-    return this._exit?.signal ?? null;
+    return (this._exit ?? this._joined)?.signal ?? null;
   }
 
   /** Blocks until the child exits (true) or the timeout passes (false). Does not reap. */
   join(opts?: { timeout?: number }): boolean {
     if (!this._child) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
-    if (this._exit) return true;
+    if (this._exit || this._joined) return true;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const timeout = opts === undefined ? -1 : (require('./validate') as typeof import('./validate')).timeoutOf(opts);
     if (this._pidfd < 0) return false;
     const r = binding.pidfdWait(this._pidfd, timeout);
     if (r === null) return false;
-    // Known now; the 'exit' event (libuv's reaper) will agree.
-    this._exit = { code: r.code, signal: r.signal ? (SIGNAMES[r.signal] ?? null) : null };
-    const e = this._exit;
-    this._exit = null;
-    this._settle(e);
+    // Known now (exitCode/signalCode). `exited` still settles on the 'exit'
+    // event, after libuv has reaped the child: no zombie is ever observable.
+    this._joined = { code: r.code, signal: r.signal ? (SIGNAMES[r.signal] ?? null) : null };
     return true;
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     if (!this._child) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
-    if (this._exit) return;
+    if (this._exit || this._joined) return;
     this._child.kill(signal);
   }
 }

@@ -168,7 +168,9 @@ export function checkBaseHandle(h: unknown): BaseHandle {
   const o = h as Record<string, unknown>;
   if (o.forksafe !== 1) throw badHandle('not a forksafe handle (or from an incompatible version)');
   if (typeof o.type !== 'string') throw badHandle('missing type');
-  if (typeof o.context !== 'string' || !(o.context in CTX)) throw badHandle('bad context');
+  if (typeof o.context !== 'string' || !Object.prototype.hasOwnProperty.call(CTX, o.context)) {
+    throw badHandle('bad context');
+  }
   return o as unknown as BaseHandle;
 }
 

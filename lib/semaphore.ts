@@ -9,6 +9,7 @@ import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, unexpected } from './runtime';
 import { timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
 import type { AcquireOptions } from './lock';
+import { AsyncOptions, parseAsyncOptions, wait } from './async';
 
 export interface SemaphoreOptions {
   /** Give back the units a process holds when it dies (like SysV SEM_UNDO). */
@@ -81,6 +82,37 @@ export class Semaphore extends Primitive {
       );
     }
     throw unexpected(st, 'Semaphore.acquire()');
+  }
+
+  /** Takes a unit without blocking the event loop. Resolves false on timeout. */
+  acquireAsync(opts?: AsyncOptions): Promise<boolean> {
+    try {
+      const { timeout, signal } = parseAsyncOptions(opts);
+      if (!this._i32) this._closed();
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      if (this.acquire({ timeout: 0 })) return Promise.resolve(true);
+      if (timeout === 0) return Promise.resolve(false);
+      const buf = this._buf as ArrayBuffer, off = this._off, seg = this._seg;
+      return wait(this, signal, () => {
+        const id = binding.asyncSem(seg, buf, off, timeout);
+        if (id < 0) throw badHandle('semaphore slot is not valid');
+        return id;
+      }, {
+        map: (st) => {
+          if (st === S.OK) return true;
+          if (st === S.TIMED_OUT) return false;
+          if (st === S.TOO_MANY) {
+            throw new ForksafeError('Semaphore.acquireAsync(): more than 64 live processes use this undoOnExit semaphore', 'ERR_FORKSAFE_TOO_MANY_PROCESSES');
+          }
+          throw unexpected(st, 'Semaphore.acquireAsync()');
+        },
+        undo: (st) => {
+          if (st === S.OK) binding.semRelease(buf, off, 1);
+        },
+      }, () => this._idle());
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   release(n = 1): void {

@@ -10,6 +10,7 @@ import type { Context } from './context';
 import { getContext } from './context';
 import { BaseHandle, openSegment, segmentHandle } from './runtime';
 import { timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
+import { AsyncOptions, cancelAll, parseAsyncOptions, wait } from './async';
 
 export interface SharedMemoryOptions {
   size: number;
@@ -39,6 +40,8 @@ export class SharedMemory {
   /** @internal */ _name: string | null = null;
   /** @internal */ _persistent = false;
   /** @internal */ _size = 0;
+  /** @internal */ _pending: Set<number> | null = null;
+  /** @internal */ _closedReason: Error | null = null;
 
   constructor(opts: SharedMemoryOptions) {
     const h = takeAttach();
@@ -164,6 +167,39 @@ export class SharedMemory {
     throw new ForksafeError(`SharedMemory.wait(): unexpected status ${st}`, 'ERR_FORKSAFE_INTERNAL');
   }
 
+  /**
+   * Like Atomics.waitAsync on the Int32 at `index`, across processes: a native
+   * waiter thread waits; the event loop never blocks. In one process, async
+   * waits on the same Int32 share one native waiter: a notify() wakes it (it
+   * counts as one) and it resolves one of them, or all of them when the
+   * value has changed.
+   */
+  waitAsync(index: number, value: number, opts?: AsyncOptions): Promise<'ok' | 'not-equal' | 'timed-out'> {
+    try {
+      const i = this._index(index);
+      validateInteger('value', value, -0x80000000, 0xffffffff);
+      const { timeout, signal } = parseAsyncOptions(opts);
+      if (signal?.aborted) return Promise.reject(signal.reason);
+      const i32 = this._i32 as Int32Array;
+      if (Atomics.load(i32, i) !== (value | 0)) return Promise.resolve('not-equal');
+      if (timeout === 0) return Promise.resolve('timed-out');
+      const ab = this._ab as ArrayBuffer, seg = this._seg;
+      return wait(this, signal, () => {
+        const id = binding.asyncWord(seg, ab, i * 4, value | 0, timeout);
+        if (id < 0) throw badHandle('shared memory is not valid');
+        return id;
+      }, {
+        map: (st) => {
+          if (st === S.OK) return 'ok' as const;
+          if (st === S.TIMED_OUT) return 'timed-out' as const;
+          throw new ForksafeError(`SharedMemory.waitAsync(): unexpected status ${st}`, 'ERR_FORKSAFE_INTERNAL');
+        },
+      }, () => {});
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   /** Wakes up to `count` waiters on the Int32 at `index` in every process; returns how many woke. */
   notify(index: number, count: number = Infinity): number {
     const i = this._index(index);
@@ -190,6 +226,7 @@ export class SharedMemory {
     if (!ab) return;
     this._ab = null;
     this._i32 = null;
+    cancelAll(this, 'SharedMemory'); // pending waitAsync reject with ClosedError; each op holds its own view
     binding.dropBuffer(ab, this._abId);
   }
 

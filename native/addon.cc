@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   forksafe::RegisterSync(env, exports);
   forksafe::RegisterShm(env, exports);
   forksafe::RegisterProcess(env, exports);
+  forksafe::RegisterWaiter(env, exports);
   return exports;
 }
 }  // namespace

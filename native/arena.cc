@@ -197,7 +197,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 Napi::Value AdoptFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t seg = 0;
-  int fd = ArgI32(info, 0);
+  double fdd = ArgF64(info, 0, -1);
+  if (!(fdd >= 0 && fdd <= 2147483647.0) || fdd != static_cast<double>(static_cast<int>(fdd)))
+    return ResultPair(env, kBadHandle, 0);
+  int fd = static_cast<int>(fdd);
   int r = segment_adopt_fd(fd, &seg);
   if (r < 0) {
     ThrowSystemError(env, r, "mmap");
@@ -245,6 +248,8 @@ Napi::Value Buffer(const Napi::CallbackInfo& info) {
   }
   auto view = std::make_shared<BufferView>();
   view->seg = seg;
+  view->data = p;
+  view->len = len;
   auto* hint = new std::shared_ptr<BufferView>(view);
   napi_value ab;
   napi_status st = napi_create_external_arraybuffer(
@@ -278,6 +283,10 @@ Napi::Value DropBuffer(const Napi::CallbackInfo& info) {
   if (!s || !info[0].IsArrayBuffer()) return Napi::Number::New(env, kBadHandle);
   auto it = s->buffers.find(id);
   if (it == s->buffers.end()) return Napi::Number::New(env, kBadHandle);
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.Data() != it->second->data || ab.ByteLength() != it->second->len) {
+    return Napi::Number::New(env, kBadHandle);  // not the buffer registered under this id
+  }
   napi_detach_arraybuffer(env, info[0]);
   it->second->Release();
   s->buffers.erase(it);

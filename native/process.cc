@@ -9,8 +9,14 @@ namespace forksafe {
 
 namespace {
 
+bool FdArg(const Napi::CallbackInfo& info, size_t i, int* fd);
+
 Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || ArgF64(info, 0, 0) < 1) {
+    Napi::TypeError::New(env, "pidfdOpen: pid must be a positive integer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   int r = pidfd_open_pid(ArgU32(info, 0));
   if (r < 0) {
     ThrowSystemError(env, r, "pidfd_open");
@@ -20,10 +26,23 @@ Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
 }
 
 // pidfdWait(fd, timeoutMs) -> null on timeout, else { code, signal }
+bool FdArg(const Napi::CallbackInfo& info, size_t i, int* fd) {
+  if (!info[i].IsNumber()) return false;
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 2147483647.0) || d != static_cast<double>(static_cast<int>(d))) return false;
+  *fd = static_cast<int>(d);
+  return true;
+}
+
 Napi::Value PidfdWait(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  int fd;
+  if (!FdArg(info, 0, &fd)) {
+    Napi::TypeError::New(env, "pidfdWait: fd must be a non-negative integer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   int code = 0, sig = 0;
-  int r = pidfd_wait_exit(ArgI32(info, 0), ArgF64(info, 1, -1), &code, &sig);
+  int r = pidfd_wait_exit(fd, ArgF64(info, 1, -1), &code, &sig);
   if (r < 0) {
     ThrowSystemError(env, r, "waitid");
     return env.Undefined();
@@ -54,7 +73,12 @@ Napi::Value PayloadFd(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), close_fd(ArgI32(info, 0)));
+  int fd;
+  if (!FdArg(info, 0, &fd)) {
+    Napi::TypeError::New(info.Env(), "closeFd: fd must be a non-negative integer").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  return Napi::Number::New(info.Env(), close_fd(fd));
 }
 
 }  // namespace

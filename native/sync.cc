@@ -33,7 +33,8 @@ T* GetSlot(const Napi::CallbackInfo& info, size_t buf_i, size_t off_i, uint32_t 
   const SegmentHeader* h = reinterpret_cast<const SegmentHeader*>(a.base);
   if (h->magic != kMagic || h->kind != kSegArena) return nullptr;
   double offd = ArgF64(info, off_i, -1);
-  if (offd < static_cast<double>(kArenaDataOffset) || offd >= static_cast<double>(kArenaSize))
+  // Written so that NaN fails too.
+  if (!(offd >= static_cast<double>(kArenaDataOffset) && offd < static_cast<double>(kArenaSize)))
     return nullptr;
   uint64_t off = static_cast<uint64_t>(offd);
   if ((off - kArenaDataOffset) % kUnit != 0 || off + sizeof(T) > a.len) return nullptr;
@@ -206,7 +207,7 @@ Napi::Value BarrierAbort(const Napi::CallbackInfo& info) {
 Napi::Value WordWait(const Napi::CallbackInfo& info) {
   Arg a;
   double off = ArgF64(info, 1, -1);
-  if (!GetBuf(info, 0, &a) || off < 0 || off + 4 > static_cast<double>(a.len) ||
+  if (!GetBuf(info, 0, &a) || !(off >= 0 && off + 4 <= static_cast<double>(a.len)) ||
       static_cast<uint64_t>(off) % 4 != 0) {
     return Bad(info.Env());
   }
@@ -217,7 +218,7 @@ Napi::Value WordWait(const Napi::CallbackInfo& info) {
 Napi::Value WordWake(const Napi::CallbackInfo& info) {
   Arg a;
   double off = ArgF64(info, 1, -1);
-  if (!GetBuf(info, 0, &a) || off < 0 || off + 4 > static_cast<double>(a.len) ||
+  if (!GetBuf(info, 0, &a) || !(off >= 0 && off + 4 <= static_cast<double>(a.len)) ||
       static_cast<uint64_t>(off) % 4 != 0) {
     return Napi::Number::New(info.Env(), -1);
   }

@@ -22,6 +22,8 @@ const char* ErrnoName(int err);
 // finalizer, or by the thread's cleanup hook, whichever comes first.
 struct BufferView {
   uint32_t seg;
+  const void* data = nullptr;  // what the ArrayBuffer covers: dropBuffer checks it
+  size_t len = 0;
   std::atomic<bool> released{false};
   void Release();
 };
@@ -33,6 +35,7 @@ struct EnvData {
   uint32_t token = 0;
   std::unordered_map<uint32_t, int64_t> views;  // seg -> views held
   std::unordered_map<uint64_t, int64_t> slots;  // seg << 32 | off -> references held
+  void* async = nullptr;  // waiter.cc's per-thread state
 };
 EnvData* GetEnvData(Napi::Env env);
 void NoteView(Napi::Env env, uint32_t seg, int64_t delta);
@@ -55,5 +58,6 @@ void RegisterArena(Napi::Env env, Napi::Object exports);
 void RegisterSync(Napi::Env env, Napi::Object exports);
 void RegisterShm(Napi::Env env, Napi::Object exports);
 void RegisterProcess(Napi::Env env, Napi::Object exports);
+void RegisterWaiter(Napi::Env env, Napi::Object exports);
 
 }  // namespace forksafe

@@ -304,13 +304,15 @@ int segment_open(const SegmentRef& ref, uint32_t* seg) {
   int fd;
   if (ref.name && ref.name[0]) {
     fd = shm_open_named(ref.name, false, 0);
-    if (fd == -ENOENT) return kBadHandle;
   } else {
     if (ref.pid == 0 || ref.pid > kPidMask || ref.fd < 0) return kBadHandle;
     fd = open_foreign_fd(ref.pid, ref.fd);
-    if (fd == -ENOENT || fd == -ESRCH) return kBadHandle;  // holder gone or fd closed
   }
-  if (fd < 0) return fd;
+  // Resource exhaustion is a real system error; anything else (holder gone,
+  // fd closed or not a file, another user's process) means the handle does
+  // not name a segment we can open.
+  if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM || fd == -EINTR) return fd;
+  if (fd < 0) return kBadHandle;
   FileId want = {ref.dev, ref.ino, ref.size};
   int r = map_and_register(fd, ref.id, ref.kind, ref.ctx, (ref.name && ref.name[0]) ? nullptr : &want, seg);
   if (r == -EEXIST) {

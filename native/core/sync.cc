@@ -41,6 +41,41 @@ bool spin_until(Pred pred) {
   }
 }
 
+}  // namespace
+
+// One non-blocking attempt on a robust lock word. See sync.h.
+int word_try(const uint8_t* base, uint32_t* word, uint32_t token, bool check_holder,
+             uint32_t* dead, uint32_t* wait_val) {
+  *dead = 0;
+  for (;;) {
+    uint32_t c = aload(word);
+    if (c == 0) {
+      // We have been contending: set the waiters bit conservatively so that
+      // our release wakes anyone who queued meanwhile.
+      if (acas(word, &c, token | kWaitersBit)) return kOk;
+      continue;
+    }
+    uint32_t holder = c & kTokenMask;
+    if (holder == token) return kDeadlock;
+    if (holder == kWordNotRecoverable) return kNotRecoverable;
+    if (holder == kWordAbandoned || (check_holder && !token_alive(base, holder))) {
+      if (acas(word, &c, token | (c & kWaitersBit))) {
+        *dead = holder;
+        return kOk;
+      }
+      continue;
+    }
+    if (!(c & kWaitersBit)) {
+      if (!acas(word, &c, c | kWaitersBit)) continue;
+      c |= kWaitersBit;
+    }
+    *wait_val = c;
+    return kTimedOut;
+  }
+}
+
+namespace {
+
 // A robust lock on a bare word (token | kWaitersBit). Used by Lock/RLock and
 // by the Barrier's internal lock. *dead receives the token of a dead holder
 // the word was taken from (kWordAbandoned if it was abandoned, 0 if none).
@@ -51,59 +86,29 @@ int word_lock(const uint8_t* base, uint32_t* word, uint32_t token, double timeou
   uint32_t c = 0;
   if (acas(word, &c, token)) return kOk;
   if ((c & kTokenMask) == token) return kDeadlock;
+  // Spin first, without the waiters bit, while the holder is likely running.
+  if (timeout_ms != 0 && c != kWordAbandoned && (c & kTokenMask) != kWordNotRecoverable) {
+    uint32_t zero = 0;
+    if (spin_until([&] {
+          zero = 0;
+          return aload(word) == 0 && acas(word, &zero, token);
+        })) {
+      return kOk;
+    }
+  }
   Deadline dl(timeout_ms);
-  bool first = true;
   double next_check = monotonic_ms() + kLivenessSliceMs;
   for (;;) {
-    if (!first) c = aload(word);
-    if (c == 0) {
-      // We have been contending: set the waiters bit conservatively so that
-      // our release wakes anyone who queued meanwhile.
-      if (acas(word, &c, first ? token : token | kWaitersBit)) return kOk;
-      first = false;
-      continue;
-    }
-    uint32_t holder = c & kTokenMask;
-    if (holder == kWordNotRecoverable) return kNotRecoverable;
-    if (holder == kWordAbandoned) {
-      if (acas(word, &c, token | (c & kWaitersBit))) {
-        *dead = kWordAbandoned;
-        return kOk;
-      }
-      first = false;
-      continue;
-    }
     double now = monotonic_ms();
     // A try-acquire checks the holder at once: a dead holder must not make
     // try-acquire fail forever. Blocking waiters check every slice.
-    if (timeout_ms == 0 || now >= next_check) {
-      next_check = now + kLivenessSliceMs;
-      if (!token_alive(base, holder)) {
-        if (acas(word, &c, token | (c & kWaitersBit))) {
-          *dead = holder;
-          return kOk;
-        }
-        first = false;
-        continue;
-      }
-    }
+    bool check = timeout_ms == 0 || now >= next_check;
+    if (check) next_check = now + kLivenessSliceMs;
+    uint32_t wv = 0;
+    int r = word_try(base, word, token, check, dead, &wv);
+    if (r != kTimedOut) return r;
     if (timeout_ms == 0 || dl.passed(now)) return kTimedOut;
-    if (first) {
-      first = false;
-      uint32_t zero = 0;
-      if (spin_until([&] {
-            zero = 0;
-            return aload(word) == 0 && acas(word, &zero, token);
-          })) {
-        return kOk;
-      }
-      continue;
-    }
-    if (!(c & kWaitersBit)) {
-      if (!acas(word, &c, c | kWaitersBit)) continue;
-      c |= kWaitersBit;
-    }
-    int r = futex_wait(word, c, min_wait(dl.left(now), next_check - now));
+    r = futex_wait(word, wv, min_wait(dl.left(now), next_check - now));
     if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
   }
 }
@@ -146,6 +151,8 @@ int settle(LockSlot* s, uint32_t token, uint32_t dead) {
 }
 
 }  // namespace
+
+int lock_took(LockSlot* s, uint32_t token, uint32_t dead) { return settle(s, token, dead); }
 
 double spin_budget_ms() {
   static const double budget = online_cpus() > 1 ? 0.02 : 0.0;  // 20 µs
@@ -271,6 +278,22 @@ uint32_t sem_recover(const uint8_t* base, SemSlot* s) {
     }
   }
   return total;
+}
+
+int sem_take(const uint8_t* base, SemSlot* s, bool recover) {
+  UndoEntry* e = nullptr;
+  if (aload(&s->flags) & kSemUndo) {
+    e = undo_entry(s, true);
+    if (!e) {
+      sem_recover(base, s);
+      e = undo_entry(s, true);
+      if (!e) return kTooMany;
+    }
+    if (recover) sem_recover(base, s);
+  }
+  if (!sem_try(s)) return kTimedOut;
+  if (e) __atomic_fetch_add(&e->count, 1u, __ATOMIC_SEQ_CST);
+  return kOk;
 }
 
 int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
@@ -463,6 +486,7 @@ int barrier_lock(const uint8_t* base, BarrierSlot* b, uint32_t token) {
     r = word_lock(base, &b->ilock, token, -1, &dead);
     if (r == kOk) break;
     if (r == kDeadlock) return r;
+    if (r == kNotRecoverable) return kBroken;  // a corrupt internal lock word
     if (r < 0 && r != -EINTR) return r;
   }
   if (dead) astore(&b->broken, 1u);
@@ -480,8 +504,8 @@ void barrier_break(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t
 
 }  // namespace
 
-int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double timeout_ms,
-                 uint32_t* index) {
+int barrier_arrive(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t* index,
+                   uint32_t* gen) {
   int r = barrier_lock(base, b, token);
   if (r != kOk) return r;
   uint32_t parties = aload(&b->parties);
@@ -497,34 +521,36 @@ int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double tim
     return kBroken;
   }
   astore(&b->records[i], token);
+  *index = i;
   if (i + 1 == parties) {
     for (uint32_t k = 0; k < parties; k++) astore(&b->records[k], 0u);
     astore(&b->count, 0u);
     __atomic_fetch_add(&b->gen, 1u, __ATOMIC_SEQ_CST);
     barrier_unlock(b);
     futex_wake(&b->gen, INT_MAX);
-    *index = i;
     return kOk;
   }
   astore(&b->count, i + 1);
-  uint32_t g = aload(&b->gen);
+  *gen = aload(&b->gen);
   barrier_unlock(b);
-  *index = i;
-  Deadline dl(timeout_ms);
-  double next_check = monotonic_ms() + kLivenessSliceMs;
+  return kTimedOut;  // arrived; wait for generation *gen to end
+}
+
+int barrier_poll(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t g,
+                 bool check_liveness, bool expired) {
   for (;;) {
-    uint32_t cur = aload(&b->gen);
-    if (cur != g) {
+    if (aload(&b->gen) != g) {
       return (aload(&b->bgen_valid) && aload(&b->bgen) == g) ? kBroken : kOk;
     }
     if (aload(&b->broken)) return kBroken;
-    double now = monotonic_ms();
-    if (dl.passed(now)) {
+    if (expired) {
       barrier_break(base, b, token, g);
+      expired = false;
       continue;  // re-read: the last party may have arrived first
     }
-    if (now >= next_check) {
-      next_check = now + kLivenessSliceMs;
+    if (check_liveness) {
+      check_liveness = false;
+      uint32_t parties = aload(&b->parties);
       uint32_t n = aload(&b->count);
       for (uint32_t k = 0; k < n && k < parties; k++) {
         uint32_t t = aload(&b->records[k]);
@@ -535,6 +561,23 @@ int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double tim
       }
       continue;
     }
+    return kTimedOut;  // still waiting
+  }
+}
+
+int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double timeout_ms,
+                 uint32_t* index) {
+  uint32_t g = 0;
+  int r = barrier_arrive(base, b, token, index, &g);
+  if (r != kTimedOut) return r;
+  Deadline dl(timeout_ms);
+  double next_check = monotonic_ms() + kLivenessSliceMs;
+  for (;;) {
+    double now = monotonic_ms();
+    bool check = now >= next_check;
+    if (check) next_check = now + kLivenessSliceMs;
+    r = barrier_poll(base, b, token, g, check, dl.passed(now));
+    if (r != kTimedOut) return r;
     int w = futex_wait(&b->gen, g, min_wait(dl.left(now), next_check - now));
     if (w < 0 && w != -ETIMEDOUT && w != -EAGAIN && w != -EINTR) return w;
   }

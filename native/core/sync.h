@@ -45,6 +45,28 @@ int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double tim
 int barrier_reset(const uint8_t* base, BarrierSlot* b, uint32_t token);
 int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token);
 
+// ---- Steps for the async waiter (native/core/waiter_linux.cc) ----------------
+// One non-blocking attempt on a robust lock word: kOk (acquired; *dead is the
+// dead/abandoned holder it was taken from, or 0), kDeadlock, kNotRecoverable,
+// or kTimedOut = must sleep on the word while it equals *wait_val (waiters bit
+// set). check_holder: test whether the current holder is alive.
+int word_try(const uint8_t* base, uint32_t* word, uint32_t token, bool check_holder,
+             uint32_t* dead, uint32_t* wait_val);
+// After word_try acquired a Lock/RLock: applies recovery state (as lock_acquire).
+int lock_took(LockSlot* s, uint32_t token, uint32_t dead);
+// Takes one unit if available (kOk) else kTimedOut; kTooMany (undo table full).
+// recover: first give back the units of dead processes (undoOnExit).
+int sem_take(const uint8_t* base, SemSlot* s, bool recover);
+// Arrival: kOk (last party: generation passed), kBroken, or kTimedOut = wait
+// for generation *gen to end. *index is the arrival index.
+int barrier_arrive(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t* index,
+                   uint32_t* gen);
+// A waiter's check: kOk (passed), kBroken, or kTimedOut (keep waiting on gen
+// == g). expired: the wait timed out (breaks the barrier); check_liveness:
+// look for dead arrivals (break the barrier if any).
+int barrier_poll(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t g,
+                 bool check_liveness, bool expired);
+
 // Atomics.wait across processes: kOk, kNotEqual or kTimedOut.
 int word_wait(uint32_t* addr, uint32_t expected, double timeout_ms);
 

@@ -1,0 +1,116 @@
+// The async twins' plumbing: every …Async method that cannot complete at once
+// submits a wait to the native waiter threads (native/core/waiter_linux.cc)
+// and gets its completion back here, on this JS thread, through one
+// thread-safe function. No JS polling, no libuv threadpool.
+//
+// Abort and close: the native op is cancelled; it completes with CANCELLED,
+// or with its real result if it won the race. A lock or semaphore unit that
+// was granted to an aborted/closed wait is given back before the promise
+// rejects, so nothing is left acquired.
+import { binding } from './binding';
+import { ClosedError } from './errors';
+import { validateObject, parseTimeout, validateSignal } from './validate';
+
+export const CANCELLED = 100;
+
+export interface AsyncOptions {
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+interface Pending {
+  settle(status: number, index: number): void;
+}
+
+const pending = new Map<number, Pending>();
+let initialised = false;
+
+function init(): void {
+  if (initialised) return;
+  initialised = true;
+  binding.asyncInit((id: number, status: number, index: number) => {
+    const p = pending.get(id);
+    if (!p) return;
+    pending.delete(id);
+    p.settle(status, index);
+  });
+}
+
+export function parseAsyncOptions(opts: unknown): { timeout: number; signal: AbortSignal | undefined } {
+  if (opts === undefined) return { timeout: -1, signal: undefined };
+  validateObject('options', opts);
+  const o = opts as AsyncOptions;
+  return { timeout: parseTimeout(o.timeout, 'options.timeout'), signal: validateSignal('options.signal', o.signal) };
+}
+
+/** What an object with pending async waits needs: a set to register them in. */
+export interface Waitable {
+  _pending: Set<number> | null;
+  _closedReason: Error | null;
+}
+
+export interface Completion<T> {
+  /** Maps a native completion status to a value; throws to reject. */
+  map(status: number, index: number): T;
+  /** Gives back what a wait obtained when its promise will reject (abort/close). */
+  undo?(status: number): void;
+}
+
+/**
+ * Submits via `submit` (which returns the native op id) and returns the
+ * promise of its completion. Abort and close are wired to cancellation.
+ */
+export function wait<T>(owner: Waitable, signal: AbortSignal | undefined, submit: () => number,
+  c: Completion<T>, onIdle: () => void): Promise<T> {
+  init();
+  const id = submit();
+  return new Promise<T>((resolve, reject) => {
+    let aborted: unknown = undefined;
+    let isAborted = false;
+    const onAbort = (): void => {
+      isAborted = true;
+      aborted = signal?.reason;
+      binding.asyncCancel(id);
+    };
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    owner._pending ??= new Set();
+    owner._pending.add(id);
+    pending.set(id, {
+      settle(status, index) {
+        if (signal) signal.removeEventListener('abort', onAbort);
+        owner._pending?.delete(id);
+        const closed = owner._closedReason;
+        if (isAborted || closed) {
+          if (status !== CANCELLED && c.undo) {
+            try {
+              c.undo(status);
+            } catch {
+              // the object may be closed under us; nothing more to give back
+            }
+          }
+          if (owner._pending?.size === 0) onIdle();
+          reject(isAborted ? aborted : closed);
+          return;
+        }
+        if (owner._pending?.size === 0) onIdle();
+        try {
+          resolve(c.map(status, index));
+        } catch (e) {
+          reject(e);
+        }
+      },
+    });
+  });
+}
+
+/** Cancels every pending wait of `owner`; they reject with ClosedError. */
+export function cancelAll(owner: Waitable, what: string): boolean {
+  if (!owner._pending || owner._pending.size === 0) return false;
+  owner._closedReason = new ClosedError(what);
+  for (const id of owner._pending) binding.asyncCancel(id);
+  return true;
+}
+
+export function stats(): { threads: number; pending: number; threadPending: number } {
+  return binding.asyncStats();
+}

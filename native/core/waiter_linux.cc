@@ -1,0 +1,347 @@
+// Async waiter threads (Linux: futex_waitv). Each thread keeps a list of ops
+// and sleeps on all their words at once plus its own control word (which
+// submitters bump to hand it new ops or cancellations). Ops on the same
+// (word, value) share one futex entry; a thread takes ops while it has fewer
+// than kMaxEntries distinct entries, else a new thread starts.
+//
+// Wake-ups: whoever changes a word wakes its futex (release, set, notify...),
+// which wakes this thread; the thread then re-tries every op (cheap atomics)
+// and completes the ones that can. Owner liveness is checked every
+// kLivenessSliceMs for lock, undo-semaphore and barrier ops, as sync waits do.
+#include "core/waiter.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <mutex>
+#include <pthread.h>
+#include <signal.h>
+#include <vector>
+
+#include "core/atomics.h"
+#include "core/platform.h"
+#include "core/segment.h"
+#include "core/sync.h"
+
+#ifndef SYS_futex_waitv
+#define SYS_futex_waitv 449
+#endif
+
+namespace forksafe {
+
+namespace {
+
+constexpr size_t kMaxEntries = 120;  // < FUTEX_WAITV_MAX (128), one for control
+
+struct Entry {
+  uint32_t* word;
+  uint32_t val;
+};
+
+struct WaiterThread {
+  std::mutex mu;
+  std::vector<AsyncOp*> incoming;  // guarded by mu
+  uint32_t control = 0;            // futex word: bumped on new work
+  std::atomic<uint32_t> entries{0};
+  std::atomic<uint32_t> pending{0};
+  std::vector<AsyncOp*> ops;       // waiter thread only
+};
+
+std::mutex g_mu;  // guards g_threads
+std::vector<WaiterThread*>* g_threads = nullptr;
+
+void kick(WaiterThread* w) {
+  __atomic_fetch_add(&w->control, 1u, __ATOMIC_SEQ_CST);
+  futex_wake(&w->control, 1);
+}
+
+void finish(WaiterThread* w, AsyncOp* op, int status) {
+  op->status = status;
+  w->pending.fetch_sub(1);
+  op->done(op);  // may free op
+}
+
+// Condition: leave the waiter set without a notification (timeout/cancel),
+// or take a ticket that arrived meanwhile.
+void cond_leave(AsyncOp* op) {
+  CondSlot* c = reinterpret_cast<CondSlot*>(op->slot);
+  uint64_t cur = aload(&c->wt);
+  for (;;) {
+    uint32_t wn = static_cast<uint32_t>(cur >> 32), t = static_cast<uint32_t>(cur);
+    if (t > 0) {
+      if (acas(&c->wt, &cur, cur - (static_cast<uint64_t>(1) << 32) - 1)) {
+        op->notified = true;
+        return;
+      }
+      continue;
+    }
+    if (acas(&c->wt, &cur, (static_cast<uint64_t>(wn - 1) << 32) | t)) return;
+  }
+}
+
+// One attempt for an op. Returns true when the op is finished (status set
+// through finish by the caller), else fills the entry to sleep on.
+bool step(AsyncOp* op, double now, Entry* e, int* status) {
+  bool cancel = op->cancel.load() != 0;
+  bool expired = op->deadline >= 0 && now >= op->deadline;
+  bool check = now >= op->next_check;
+  if (check) op->next_check = now + kLivenessSliceMs;
+  switch (op->kind) {
+    case kAsyncEvent: {
+      EventSlot* s = reinterpret_cast<EventSlot*>(op->slot);
+      if (aload(&s->flag)) *status = kOk;
+      else if (cancel) *status = kCancelled;
+      else if (expired) *status = kTimedOut;
+      else {
+        *e = {&s->flag, 0};
+        return false;
+      }
+      __atomic_fetch_sub(&s->waiters, 1u, __ATOMIC_SEQ_CST);
+      return true;
+    }
+    case kAsyncSem: {
+      SemSlot* s = reinterpret_cast<SemSlot*>(op->slot);
+      if (cancel) *status = kCancelled;
+      else {
+        bool undo = aload(&s->flags) & kSemUndo;
+        int r = sem_take(op->base, s, undo && check);
+        if (r != kTimedOut) *status = r;
+        else if (expired) *status = kTimedOut;
+        else {
+          *e = {&s->value, 0};
+          return false;
+        }
+      }
+      __atomic_fetch_sub(&s->waiters, 1u, __ATOMIC_SEQ_CST);
+      return true;
+    }
+    case kAsyncWord: {
+      uint32_t v = aload(op->word);
+      if (v != op->expected || op->woken) *status = kOk;
+      else if (cancel) *status = kCancelled;
+      else if (expired) *status = kTimedOut;
+      else {
+        *e = {op->word, op->expected};
+        return false;
+      }
+      return true;
+    }
+    case kAsyncLock: {
+      LockSlot* s = reinterpret_cast<LockSlot*>(op->slot);
+      if (cancel) {
+        *status = kCancelled;
+        return true;
+      }
+      uint32_t dead = 0, wv = 0;
+      int r = word_try(op->base, &s->word, op->token, check, &dead, &wv);
+      if (r == kOk) {
+        *status = lock_took(s, op->token, dead);
+        return true;
+      }
+      if (r != kTimedOut) {
+        *status = r;
+        return true;
+      }
+      if (expired) {
+        *status = kTimedOut;
+        return true;
+      }
+      *e = {&s->word, wv};
+      return false;
+    }
+    case kAsyncCond: {
+      CondSlot* c = reinterpret_cast<CondSlot*>(op->slot);
+      if (op->phase == 0) {
+        uint32_t seq = aload(&c->seq);  // before the ticket check: see cond_wait
+        uint64_t cur = aload(&c->wt);
+        if (static_cast<uint32_t>(cur) > 0 &&
+            acas(&c->wt, &cur, cur - (static_cast<uint64_t>(1) << 32) - 1)) {
+          op->notified = true;
+          op->phase = 1;
+        } else if (cancel || expired) {
+          cond_leave(op);
+          op->phase = 1;
+        } else {
+          *e = {&c->seq, seq};
+          return false;
+        }
+        op->next_check = now;  // check the lock's holder at once
+        check = true;
+      }
+      // phase 1: re-acquire the lock (always, even when cancelled: the
+      // caller's lock must be held again when the wait settles).
+      LockSlot* l = reinterpret_cast<LockSlot*>(op->lock_slot);
+      uint32_t dead = 0, wv = 0;
+      int r = word_try(op->lock_base, &l->word, op->token, check, &dead, &wv);
+      if (r == kTimedOut) {
+        *e = {&l->word, wv};
+        return false;
+      }
+      if (r == kOk) {
+        r = lock_took(l, op->token, dead);
+        if (r != kNotRecoverable) astore(&l->count, op->recursive ? op->saved : 1u);
+      }
+      if (r == kOk) r = cancel ? kCancelled : (op->notified ? kOk : kTimedOut);
+      *status = r;
+      return true;
+    }
+    case kAsyncBarrier: {
+      BarrierSlot* b = reinterpret_cast<BarrierSlot*>(op->slot);
+      int r = barrier_poll(op->base, b, op->token, op->expected, check, expired || cancel);
+      if (r == kTimedOut) {
+        *e = {&b->gen, op->expected};
+        return false;
+      }
+      *status = (cancel && r == kBroken) ? kCancelled : r;
+      return true;
+    }
+    default:
+      *status = -EINVAL;
+      return true;
+  }
+}
+
+void run(WaiterThread* w) {
+  std::vector<Entry> entries;
+  std::vector<std::vector<AsyncOp*>> groups;  // ops per entry
+  struct futex_waitv fw[kMaxEntries + 1];
+  for (;;) {
+    uint32_t ctl = aload(&w->control);
+    {
+      std::lock_guard<std::mutex> g(w->mu);
+      for (AsyncOp* op : w->incoming) w->ops.push_back(op);
+      w->incoming.clear();
+    }
+    double now = monotonic_ms();
+    double wake_at = -1;
+    entries.clear();
+    for (auto& gr : groups) gr.clear();
+    std::vector<AsyncOp*> keep;
+    keep.reserve(w->ops.size());
+    for (AsyncOp* op : w->ops) {
+      Entry e{nullptr, 0};
+      int status = 0;
+      if (step(op, now, &e, &status)) {
+        finish(w, op, status);
+        continue;
+      }
+      op->woken = false;
+      keep.push_back(op);
+      size_t i = 0;
+      while (i < entries.size() && !(entries[i].word == e.word && entries[i].val == e.val)) i++;
+      if (i == entries.size()) {
+        entries.push_back(e);
+        if (groups.size() < entries.size()) groups.emplace_back();
+      }
+      groups[i].push_back(op);
+      if (op->deadline >= 0) wake_at = wake_at < 0 ? op->deadline : std::min(wake_at, op->deadline);
+      bool liveness = op->kind == kAsyncLock || op->kind == kAsyncBarrier ||
+                      (op->kind == kAsyncCond && op->phase == 1) || op->kind == kAsyncSem;
+      if (liveness) wake_at = wake_at < 0 ? op->next_check : std::min(wake_at, op->next_check);
+    }
+    w->ops.swap(keep);
+    w->entries.store(static_cast<uint32_t>(entries.size()));
+    size_t n = 0;
+    for (const Entry& e : entries) {
+      if (n == kMaxEntries) break;  // submit() keeps us below this
+      fw[n].val = e.val;
+      fw[n].uaddr = reinterpret_cast<uintptr_t>(e.word);
+      fw[n].flags = FUTEX_32;
+      fw[n].__reserved = 0;
+      n++;
+    }
+    fw[n].val = ctl;
+    fw[n].uaddr = reinterpret_cast<uintptr_t>(&w->control);
+    fw[n].flags = FUTEX_32;
+    fw[n].__reserved = 0;
+    struct timespec ts;
+    struct timespec* tsp = nullptr;
+    if (wake_at >= 0) {
+      double ms = wake_at < now ? now : wake_at;
+      ts.tv_sec = static_cast<time_t>(ms / 1000.0);
+      ts.tv_nsec = static_cast<long>((ms - static_cast<double>(ts.tv_sec) * 1000.0) * 1e6);
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      tsp = &ts;
+    }
+    long r = syscall(SYS_futex_waitv, fw, n + 1, 0, tsp, CLOCK_MONOTONIC);
+    if (r >= 0 && static_cast<size_t>(r) < n) {
+      // A FUTEX_WAKE hit entry r. Word waits there were notified (Atomics
+      // semantics: the value may be unchanged); give the wake to one of them.
+      for (AsyncOp* op : groups[static_cast<size_t>(r)]) {
+        if (op->kind == kAsyncWord) {
+          op->woken = true;
+          break;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int async_submit(AsyncOp* op) {
+  op->next_check = monotonic_ms() + kLivenessSliceMs;
+  WaiterThread* target = nullptr;
+  {
+    std::lock_guard<std::mutex> g(g_mu);
+    if (!g_threads) g_threads = new std::vector<WaiterThread*>();
+    for (WaiterThread* w : *g_threads) {
+      // Word waits each need their own entry in the worst case; others share.
+      if (w->entries.load() + (op->kind == kAsyncWord ? 1 : 0) + w->incoming.size() < kMaxEntries - 8 &&
+          w->pending.load() < 100000) {
+        target = w;
+        break;
+      }
+    }
+    if (!target) {
+      target = new WaiterThread();
+      // The thread runs with every signal blocked: signals are for the JS
+      // threads (and fork() must be able to park it, see ARCHITECTURE.md).
+      sigset_t all, old;
+      sigfillset(&all);
+      pthread_sigmask(SIG_SETMASK, &all, &old);
+      pthread_t th;
+      int e = pthread_create(&th, nullptr, [](void* p) -> void* {
+        run(static_cast<WaiterThread*>(p));
+        return nullptr;
+      }, target);
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      if (e != 0) {
+        delete target;
+        return -e;
+      }
+      pthread_detach(th);
+      g_threads->push_back(target);
+    }
+    target->pending.fetch_add(1);
+    std::lock_guard<std::mutex> g2(target->mu);
+    target->incoming.push_back(op);
+    op->user2 = target;
+  }
+  kick(target);
+  return 0;
+}
+
+void async_cancel(AsyncOp* op) {
+  op->cancel.store(1);
+  if (op->user2) kick(static_cast<WaiterThread*>(op->user2));
+}
+
+void async_stats(uint32_t* threads, uint32_t* pending) {
+  std::lock_guard<std::mutex> g(g_mu);
+  *threads = g_threads ? static_cast<uint32_t>(g_threads->size()) : 0;
+  uint32_t p = 0;
+  if (g_threads)
+    for (WaiterThread* w : *g_threads) p += w->pending.load();
+  *pending = p;
+}
+
+}  // namespace forksafe
