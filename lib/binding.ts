@@ -76,6 +76,8 @@ export interface Binding {
   asyncBarrier(seg: number, buf: ArrayBuffer, off: number, token: number, timeout: number): [number, number, number];
   asyncCancel(id: number): void;
   asyncStats(): { threads: number; pending: number; threadPending: number };
+  /** Test only: native fork() with the waiter threads parked; returns the child's exit status (0 = clean). */
+  _testForkWaiters(): number;
 
   pidfdOpen(pid: number): number;
   pidfdWait(fd: number, timeout: number): { code: number | null; signal: number } | null;

@@ -354,6 +354,16 @@ Napi::Value AsyncCancel(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Test only: a plain native fork() with the waiter threads parked around it.
+Napi::Value TestFork(const Napi::CallbackInfo& info) {
+  int r = async_test_fork();
+  if (r < 0) {
+    ThrowSystemError(info.Env(), r, "fork");
+    return info.Env().Undefined();
+  }
+  return Napi::Number::New(info.Env(), r);
+}
+
 Napi::Value AsyncStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t threads = 0, pending = 0;
@@ -378,6 +388,7 @@ void RegisterWaiter(Napi::Env env, Napi::Object exports) {
   exports.Set("asyncBarrier", Napi::Function::New(env, AsyncBarrier, "asyncBarrier"));
   exports.Set("asyncCancel", Napi::Function::New(env, AsyncCancel, "asyncCancel"));
   exports.Set("asyncStats", Napi::Function::New(env, AsyncStats, "asyncStats"));
+  exports.Set("_testForkWaiters", Napi::Function::New(env, TestFork, "_testForkWaiters"));
 }
 
 }  // namespace forksafe

@@ -45,7 +45,7 @@ bool spin_until(Pred pred) {
 
 // One non-blocking attempt on a robust lock word. See sync.h.
 int word_try(const uint8_t* base, uint32_t* word, uint32_t token, bool check_holder,
-             uint32_t* dead, uint32_t* wait_val) {
+             uint32_t* dead, uint32_t* wait_val, bool self_waits) {
   *dead = 0;
   for (;;) {
     uint32_t c = aload(word);
@@ -56,9 +56,9 @@ int word_try(const uint8_t* base, uint32_t* word, uint32_t token, bool check_hol
       continue;
     }
     uint32_t holder = c & kTokenMask;
-    if (holder == token) return kDeadlock;
+    if (holder == token && !self_waits) return kDeadlock;
     if (holder == kWordNotRecoverable) return kNotRecoverable;
-    if (holder == kWordAbandoned || (check_holder && !token_alive(base, holder))) {
+    if (holder == kWordAbandoned || (check_holder && holder != token && !token_alive(base, holder))) {
       if (acas(word, &c, token | (c & kWaitersBit))) {
         *dead = holder;
         return kOk;
@@ -105,7 +105,7 @@ int word_lock(const uint8_t* base, uint32_t* word, uint32_t token, double timeou
     bool check = timeout_ms == 0 || now >= next_check;
     if (check) next_check = now + kLivenessSliceMs;
     uint32_t wv = 0;
-    int r = word_try(base, word, token, check, dead, &wv);
+    int r = word_try(base, word, token, check, dead, &wv, false);
     if (r != kTimedOut) return r;
     if (timeout_ms == 0 || dl.passed(now)) return kTimedOut;
     r = futex_wait(word, wv, min_wait(dl.left(now), next_check - now));

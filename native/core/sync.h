@@ -49,9 +49,11 @@ int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token);
 // One non-blocking attempt on a robust lock word: kOk (acquired; *dead is the
 // dead/abandoned holder it was taken from, or 0), kDeadlock, kNotRecoverable,
 // or kTimedOut = must sleep on the word while it equals *wait_val (waiters bit
-// set). check_holder: test whether the current holder is alive.
+// set). check_holder: test whether the current holder is alive. self_waits:
+// the word held by `token` itself means "wait" (an async op waits while its
+// own JS thread holds the lock), not kDeadlock.
 int word_try(const uint8_t* base, uint32_t* word, uint32_t token, bool check_holder,
-             uint32_t* dead, uint32_t* wait_val);
+             uint32_t* dead, uint32_t* wait_val, bool self_waits);
 // After word_try acquired a Lock/RLock: applies recovery state (as lock_acquire).
 int lock_took(LockSlot* s, uint32_t token, uint32_t dead);
 // Takes one unit if available (kOk) else kTimedOut; kTooMany (undo table full).

@@ -56,6 +56,11 @@ int async_submit(AsyncOp* op);
 // kCancelled unless it had already finished. Thread-safe.
 void async_cancel(AsyncOp* op);
 
+// Test only: fork()s; the child checks that the waiter threads were parked
+// and forgotten cleanly and _exit()s 0 (1 if not). Reaps it and returns its
+// exit status (or 128 + signal).
+int async_test_fork();
+
 // Counts for tests: waiter threads running, ops pending.
 void async_stats(uint32_t* threads, uint32_t* pending);
 

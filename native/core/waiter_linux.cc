@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +47,7 @@ struct Entry {
 struct WaiterThread {
   std::mutex mu;
   std::vector<AsyncOp*> incoming;  // guarded by mu
+  std::vector<uint32_t*> incoming_words;  // distinct primary words of incoming (mu)
   uint32_t control = 0;            // futex word: bumped on new work
   std::atomic<uint32_t> entries{0};
   std::atomic<uint32_t> pending{0};
@@ -55,10 +57,60 @@ struct WaiterThread {
 std::mutex g_mu;  // guards g_threads
 std::vector<WaiterThread*>* g_threads = nullptr;
 
+
 void kick(WaiterThread* w) {
   __atomic_fetch_add(&w->control, 1u, __ATOMIC_SEQ_CST);
   futex_wake(&w->control, 1);
 }
+
+// fork() support: a pthread_atfork prepare handler parks every waiter thread
+// (so none holds a lock or is half-way through an op while the process is
+// copied), the parent handler resumes them, and the child handler forgets
+// them (they do not exist in the child).
+uint32_t g_park = 0;    // futex word: 1 while parked
+uint32_t g_parked = 0;  // futex word: threads parked now
+
+void park_point() {
+  if (!aload(&g_park)) return;
+  __atomic_fetch_add(&g_parked, 1u, __ATOMIC_SEQ_CST);
+  futex_wake(&g_parked, INT_MAX);
+  while (aload(&g_park)) futex_wait(&g_park, 1, -1);
+  __atomic_fetch_sub(&g_parked, 1u, __ATOMIC_SEQ_CST);
+}
+
+void atfork_prepare() {
+  g_mu.lock();
+  if (!g_threads) return;
+  astore(&g_park, 1u);
+  uint32_t n = static_cast<uint32_t>(g_threads->size());
+  for (WaiterThread* w : *g_threads) kick(w);
+  for (;;) {
+    uint32_t p = aload(&g_parked);
+    if (p >= n) break;
+    futex_wait(&g_parked, p, 100);
+  }
+  for (WaiterThread* w : *g_threads) w->mu.lock();
+}
+
+void atfork_parent() {
+  if (g_threads) {
+    for (WaiterThread* w : *g_threads) w->mu.unlock();
+    astore(&g_park, 0u);
+    futex_wake(&g_park, INT_MAX);
+  }
+  g_mu.unlock();
+}
+
+void atfork_child() {
+  // The threads are gone here; their ops belong to the parent. Forget them
+  // (leaking their bookkeeping on purpose: it is shared with nothing).
+  g_threads = nullptr;
+  astore(&g_park, 0u);
+  astore(&g_parked, 0u);
+  g_mu.unlock();
+}
+
+pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
 void finish(WaiterThread* w, AsyncOp* op, int status) {
   op->status = status;
@@ -138,7 +190,7 @@ bool step(AsyncOp* op, double now, Entry* e, int* status) {
         return true;
       }
       uint32_t dead = 0, wv = 0;
-      int r = word_try(op->base, &s->word, op->token, check, &dead, &wv);
+      int r = word_try(op->base, &s->word, op->token, check, &dead, &wv, true);
       if (r == kOk) {
         *status = lock_took(s, op->token, dead);
         return true;
@@ -177,7 +229,7 @@ bool step(AsyncOp* op, double now, Entry* e, int* status) {
       // caller's lock must be held again when the wait settles).
       LockSlot* l = reinterpret_cast<LockSlot*>(op->lock_slot);
       uint32_t dead = 0, wv = 0;
-      int r = word_try(op->lock_base, &l->word, op->token, check, &dead, &wv);
+      int r = word_try(op->lock_base, &l->word, op->token, check, &dead, &wv, true);
       if (r == kTimedOut) {
         *e = {&l->word, wv};
         return false;
@@ -211,11 +263,13 @@ void run(WaiterThread* w) {
   std::vector<std::vector<AsyncOp*>> groups;  // ops per entry
   struct futex_waitv fw[kMaxEntries + 1];
   for (;;) {
+    park_point();
     uint32_t ctl = aload(&w->control);
     {
       std::lock_guard<std::mutex> g(w->mu);
       for (AsyncOp* op : w->incoming) w->ops.push_back(op);
       w->incoming.clear();
+      w->incoming_words.clear();
     }
     double now = monotonic_ms();
     double wake_at = -1;
@@ -247,8 +301,13 @@ void run(WaiterThread* w) {
     w->ops.swap(keep);
     w->entries.store(static_cast<uint32_t>(entries.size()));
     size_t n = 0;
+    if (entries.size() > kMaxEntries) {
+      // More distinct words than one futex_waitv takes (submit() avoids this
+      // but cannot see every op's word in advance): poll the rest every ms.
+      wake_at = wake_at < 0 ? now + 1 : std::min(wake_at, now + 1);
+    }
     for (const Entry& e : entries) {
-      if (n == kMaxEntries) break;  // submit() keeps us below this
+      if (n == kMaxEntries) break;
       fw[n].val = e.val;
       fw[n].uaddr = reinterpret_cast<uintptr_t>(e.word);
       fw[n].flags = FUTEX_32;
@@ -288,15 +347,19 @@ void run(WaiterThread* w) {
 }  // namespace
 
 int async_submit(AsyncOp* op) {
+  pthread_once(&g_atfork_once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
   op->next_check = monotonic_ms() + kLivenessSliceMs;
+  // The word the op mostly sleeps on: every slot kind keeps its futex word at +16.
+  uint32_t* primary = op->kind == kAsyncWord ? op->word : reinterpret_cast<uint32_t*>(op->slot + 16);
   WaiterThread* target = nullptr;
   {
     std::lock_guard<std::mutex> g(g_mu);
     if (!g_threads) g_threads = new std::vector<WaiterThread*>();
     for (WaiterThread* w : *g_threads) {
-      // Word waits each need their own entry in the worst case; others share.
-      if (w->entries.load() + (op->kind == kAsyncWord ? 1 : 0) + w->incoming.size() < kMaxEntries - 8 &&
-          w->pending.load() < 100000) {
+      std::lock_guard<std::mutex> g2(w->mu);
+      bool known = std::find(w->incoming_words.begin(), w->incoming_words.end(), primary) !=
+                   w->incoming_words.end();
+      if (known || w->entries.load() + w->incoming_words.size() + 1 < kMaxEntries - 8) {
         target = w;
         break;
       }
@@ -324,6 +387,9 @@ int async_submit(AsyncOp* op) {
     target->pending.fetch_add(1);
     std::lock_guard<std::mutex> g2(target->mu);
     target->incoming.push_back(op);
+    if (std::find(target->incoming_words.begin(), target->incoming_words.end(), primary) ==
+        target->incoming_words.end())
+      target->incoming_words.push_back(primary);
     op->user2 = target;
   }
   kick(target);
@@ -333,6 +399,26 @@ int async_submit(AsyncOp* op) {
 void async_cancel(AsyncOp* op) {
   op->cancel.store(1);
   if (op->user2) kick(static_cast<WaiterThread*>(op->user2));
+}
+
+int async_test_fork() {
+  pid_t pid = fork();
+  if (pid < 0) return -errno;
+  if (pid == 0) {
+    // Child: the waiter bookkeeping must be usable (no mutex left locked by
+    // a thread that does not exist here) and empty.
+    bool ok = g_mu.try_lock();
+    if (ok) {
+      ok = g_threads == nullptr && aload(&g_park) == 0;
+      g_mu.unlock();
+    }
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -errno;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 void async_stats(uint32_t* threads, uint32_t* pending) {
