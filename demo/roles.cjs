@@ -57,3 +57,12 @@ exports.holdSemaphore = function holdSemaphore(sem, held) {
   sleepMs(STRAY_MS);
   return 3;
 };
+
+/** Row 6: takes the lock, says so, holds it for `ms`, releases it. */
+exports.holdFor = function holdFor(lock, held, ms) {
+  if (!lock.acquire({ timeout: 5000 })) return 2;
+  held.set();
+  sleepMs(ms);
+  lock.release();
+  return 0;
+};

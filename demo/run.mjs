@@ -233,6 +233,37 @@ async function fsSemaphoreKilledHolder() {
   }
 }
 
+/** Row 6: wait for a lock held by another process for 1 s, with a 10 ms ticker running. */
+async function fsAsyncTicker() {
+  const { Lock, Event, Process } = spawnCtx;
+  const lock = new Lock();
+  const held = new Event();
+  const p = new Process({ target: { module: ROLES, export: 'holdFor' }, args: [lock, held, 1000], name: 'forksafe-demo-worker' });
+  let timer = null;
+  try {
+    startChild(p);
+    if (!(await held.waitAsync({ timeout: 8000 }))) return bad('the worker child never took the lock (8 s)');
+    let ticks = 0;
+    timer = setInterval(() => ticks++, 10);
+    const t0 = nowNs();
+    const got = await lock.acquireAsync({ timeout: 5000 });
+    const ms = msSince(t0);
+    const during = ticks;
+    clearInterval(timer);
+    timer = null;
+    if (!got) return bad('acquireAsync() timed out after 5 s', ms);
+    lock.release();
+    const expected = Math.floor(ms / 10);
+    if (during < expected * 0.5) return bad(`the loop stalled: ${during} of ~${expected} ticks while waiting`, ms);
+    return ok(`await lock.acquireAsync(): the ticker kept ticking (${during} of ~${expected} ticks while waiting)`, ms);
+  } finally {
+    if (timer) clearInterval(timer);
+    await reap(p);
+    lock.close();
+    held.close();
+  }
+}
+
 // ---------------------------------------------------------------- Python side
 
 const PYTHON = process.env.DEMO_PYTHON || 'python3';
@@ -376,6 +407,18 @@ function pySemaphoreKilledHolder(j) {
   return { text: 'the unit came back', ms: j.waited_ms, bug: false };
 }
 
+function pyAsyncBlocksLoop(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  const stalled = j.ticks < j.expected_ticks * 0.5;
+  return {
+    text: stalled
+      ? `lock.acquire() in a coroutine blocks the event loop: ${j.ticks} of ~${j.expected_ticks} ticks while waiting`
+      : `the ticker kept ticking (${j.ticks} of ~${j.expected_ticks})`,
+    ms: j.waited_ms,
+    bug: stalled,
+  };
+}
+
 // ---------------------------------------------------------------- the scenarios
 
 const ROWS = [
@@ -428,6 +471,17 @@ const ROWS = [
       'A worker takes the only slot of Semaphore(1) and is SIGKILLed (seed 003 again). In Python the slot ' +
       'is gone for good: every later acquire() without a timeout blocks forever. forksafe\'s Semaphore(1, ' +
       '{ undoOnExit: true }) gives a dead process\'s units back (time: from SIGKILL to acquire() returning).',
+  },
+  {
+    title: 'Waiting for a lock without stalling the event loop',
+    py: { script: 'async_blocks_loop.py', args: [1], hardMs: 10_000, read: pyAsyncBlocksLoop },
+    fs: fsAsyncTicker,
+    fixed: 'the loop keeps running',
+    legend:
+      'Another process holds the lock for 1 s while a 10 ms ticker runs. multiprocessing only has a blocking ' +
+      'acquire(): in an asyncio program it freezes every other task until the lock comes. forksafe\'s ' +
+      'acquireAsync() waits on a native waiter thread (not the libuv threadpool) and resolves the promise on ' +
+      'this thread when the lock is ours: the ticker never stops.',
   },
 ];
 
