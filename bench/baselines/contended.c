@@ -4,9 +4,11 @@
  *      0 = unlocked, 1 = locked, 2 = locked with (possible) waiters.
  * Workers are forked first and released together through a start flag; wall time is
  * from release until the last worker has exited. The final counter must equal N*K.
- * usage: contended [procs=2,4] [K=500000] [repeats=5]     (procs: comma list)
+ * usage: contended [procs=2,4] [K=500000] [repeats=5]     (procs: comma list, each 1..16)
  * prints: {"k_per_proc":K,"robust_mutex":{"2":{...},"4":{...}},"futex_mutex3":{...},"all_ok":true}
- *   each {...} = {"wall_ms","ops_per_s","ns_per_op","total","expected","ok"} (median wall of repeats)
+ *   each {...} = {"wall_ms","ops_per_s","ns_per_op","total","expected","ok","overlap"} (median wall of repeats;
+ *   overlap = median of (sum of the workers' loop times / wall): the average number of workers
+ *   inside their loop, 1 = they ran one after another)
  */
 #include "common.h"
 #include <pthread.h>
@@ -22,6 +24,8 @@ struct shm {
     uint32_t ready, go;
     char pad3[56];
     uint64_t slow_waits;    /* futex_wait calls in m3_lock slow path (contention indicator) */
+    char pad4[56];
+    uint64_t t_start[16], t_end[16];  /* per worker: when its loop started and ended */
 };
 static uint64_t *g_slow;
 
@@ -42,10 +46,11 @@ static inline void m3_unlock(uint32_t *w) {
     }
 }
 
-static void worker(struct shm *s, int kind, long k) {
+static void worker(struct shm *s, int kind, long k, int idx) {
     __atomic_add_fetch(&s->ready, 1, __ATOMIC_SEQ_CST);
     g_slow = &s->slow_waits;
     while (!__atomic_load_n(&s->go, __ATOMIC_ACQUIRE)) sched_yield(); /* spin-yield: all start together */
+    s->t_start[idx] = now_ns();
     if (kind == 0) {
         for (long i = 0; i < k; i++) {
             int e = pthread_mutex_lock(&s->m);
@@ -57,11 +62,13 @@ static void worker(struct shm *s, int kind, long k) {
     } else {
         for (long i = 0; i < k; i++) { m3_lock(&s->fw); s->counter++; m3_unlock(&s->fw); }
     }
+    s->t_end[idx] = now_ns();
     _exit(0);
 }
 
-/* returns wall ns; *total gets the final counter */
-static uint64_t run_once(int kind, int nproc, long k, uint64_t *total, uint64_t *slow) {
+/* returns wall ns; *total gets the final counter; *overlap = sum of the workers' loop
+ * times / wall (1 = they ran one after another, nproc = all the time side by side) */
+static uint64_t run_once(int kind, int nproc, long k, uint64_t *total, uint64_t *slow, double *overlap) {
     struct shm *s = shared_map(sizeof *s);
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
@@ -72,7 +79,7 @@ static uint64_t run_once(int kind, int nproc, long k, uint64_t *total, uint64_t 
     for (int i = 0; i < nproc; i++) {
         pids[i] = fork();
         if (pids[i] < 0) { perror("fork"); exit(1); }
-        if (pids[i] == 0) worker(s, kind, k);
+        if (pids[i] == 0) worker(s, kind, k, i);
     }
     while (__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE) < (uint32_t)nproc) usleep(100);
     uint64_t t0 = now_ns();
@@ -86,6 +93,9 @@ static uint64_t run_once(int kind, int nproc, long k, uint64_t *total, uint64_t 
     uint64_t t1 = now_ns();
     *total = bad ? 0 : s->counter;
     *slow = s->slow_waits;
+    uint64_t busy = 0;
+    for (int i = 0; i < nproc; i++) busy += s->t_end[i] - s->t_start[i];
+    *overlap = (double)busy / (double)(t1 - t0);
     free(pids);
     munmap(s, sizeof *s);
     return t1 - t0;
@@ -95,23 +105,24 @@ static int report(const char *name, int kind, int *procs, int np, long k, long r
     int all_ok = 1;
     printf("%s\"%s\":{", first ? "" : ",", name);
     for (int p = 0; p < np; p++) {
-        double *w = calloc(reps, sizeof *w);
+        double *w = calloc(reps, sizeof *w), *ov = calloc(reps, sizeof *ov);
         uint64_t expected = (uint64_t)procs[p] * k, total = 0, slow = 0, *sl = calloc(reps, sizeof *sl);
         int ok = 1;
         for (long r = 0; r < reps; r++) {
-            w[r] = (double)run_once(kind, procs[p], k, &total, &sl[r]);
+            w[r] = (double)run_once(kind, procs[p], k, &total, &sl[r], &ov[r]);
             if (total != expected) ok = 0;
         }
         double wall = median_dbl(w, reps);
         slow = median_u64(sl, reps);
+        double overlap = median_dbl(ov, reps);
         all_ok &= ok;
         printf("%s\"%d\":{\"wall_ms\":%.2f,\"ops_per_s\":%.0f,\"ns_per_op\":%.1f,"
-               "\"total\":%llu,\"expected\":%llu,\"ok\":%s",
+               "\"total\":%llu,\"expected\":%llu,\"ok\":%s,\"overlap\":%.2f",
                p ? "," : "", procs[p], wall / 1e6, expected / (wall / 1e9), wall / expected,
-               (unsigned long long)total, (unsigned long long)expected, ok ? "true" : "false");
+               (unsigned long long)total, (unsigned long long)expected, ok ? "true" : "false", overlap);
         if (kind == 1) printf(",\"futex_waits\":%llu", (unsigned long long)slow);
         printf("}");
-        free(w); free(sl);
+        free(w); free(sl); free(ov);
     }
     printf("}");
     return all_ok;
@@ -122,7 +133,7 @@ int main(int argc, char **argv) {
     const char *pl = (argc > 1 && argv[1][0]) ? argv[1] : "2,4";
     char *dup = strdup(pl), *save = NULL;
     for (char *t = strtok_r(dup, ",", &save); t && np < 16; t = strtok_r(NULL, ",", &save))
-        if (atoi(t) > 0) procs[np++] = atoi(t);
+        if (atoi(t) > 0 && atoi(t) <= 16) procs[np++] = atoi(t);  /* t_start/t_end hold 16 */
     long k = arg_long(argc, argv, 2, 500000);
     long reps = arg_long(argc, argv, 3, 5);
     if (np == 0 || k < 1 || reps < 1) { fprintf(stderr, "usage: contended [procs=2,4] [K] [repeats]\n"); return 2; }

@@ -57,7 +57,10 @@ int unmap(void* addr, uint64_t size);
 int close_fd(int fd);
 
 int random_bytes(void* buf, size_t n);
+// CPUs this process may run on (its affinity mask, so taskset/cgroup pinning counts).
 unsigned online_cpus();
+// Gives the CPU to another runnable thread (sched_yield).
+void cpu_yield();
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();

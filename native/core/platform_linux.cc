@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -238,9 +239,16 @@ int random_bytes(void* buf, size_t n) {
 }
 
 unsigned online_cpus() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<unsigned>(n);
+  }
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<unsigned>(n) : 1u;
 }
+
+void cpu_yield() { sched_yield(); }
 
 int pidfd_open_pid(uint32_t pid) {
   long r = syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0);

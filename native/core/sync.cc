@@ -36,8 +36,14 @@ bool spin_until(Pred pred) {
   double end = monotonic_ms() + budget;
   for (uint32_t i = 1;; i++) {
     if (pred()) return true;
-    cpu_relax();
-    if ((i & 63) == 0 && monotonic_ms() >= end) return pred();
+    if ((i & 63) == 0) {
+      // Let a process that shares our CPU (the one that will change the word)
+      // run: pause alone would burn the whole budget in front of it.
+      cpu_yield();
+      if (monotonic_ms() >= end) return pred();
+    } else {
+      cpu_relax();
+    }
   }
 }
 
