@@ -25,7 +25,7 @@ interface Pending {
 const pending = new Map<number, Pending>();
 let initialised = false;
 
-function init(): void {
+export function init(): void {
   if (initialised) return;
   initialised = true;
   binding.asyncInit((id: number, status: number, index: number) => {

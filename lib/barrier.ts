@@ -8,7 +8,7 @@ import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, TOKEN, unexpected } from './runtime';
 import { parseTimeout, validateInteger, validateObject } from './validate';
 import type { WaitOptions } from './event';
-import { AsyncOptions, parseAsyncOptions, wait } from './async';
+import { AsyncOptions, init as initAsync, parseAsyncOptions, wait } from './async';
 
 export interface BarrierOptions {
   /** Default timeout of wait() in ms; a wait that times out breaks the barrier. */
@@ -74,6 +74,7 @@ export class Barrier extends Primitive {
       const buf = this._buf as ArrayBuffer, off = this._off, seg = this._seg;
       const broken = (): BrokenBarrierError => new BrokenBarrierError(
         'Barrier.waitAsync(): the barrier is broken (aborted, reset while waiting, a wait timed out, or a waiter died)');
+      initAsync(); // before arriving: the completion must have somewhere to go
       const [st, index, id] = binding.asyncBarrier(seg, buf, off, TOKEN, timeout);
       if (st === S.OK) return Promise.resolve(index);
       if (st === S.BROKEN) return Promise.reject(broken());

@@ -75,6 +75,7 @@ export interface Binding {
   ): number;
   asyncBarrier(seg: number, buf: ArrayBuffer, off: number, token: number, timeout: number): [number, number, number];
   asyncCancel(id: number): void;
+  asyncNotifyLocal(buf: ArrayBuffer, byteOffset: number, count: number): number;
   asyncStats(): { threads: number; pending: number; threadPending: number };
   /** Test only: native fork() with the waiter threads parked; returns the child's exit status (0 = clean). */
   _testForkWaiters(): number;

@@ -205,7 +205,13 @@ export class SharedMemory {
     const i = this._index(index);
     if (count !== Infinity) validateInteger('count', count, 0, 0x7fffffff);
     if (count === 0) return 0; // FUTEX_WAKE with 0 would still wake one (Atomics.notify wakes none)
-    return binding.wordWake(this._ab as ArrayBuffer, i * 4, count === Infinity ? 0x7fffffff : count);
+    const n = count === Infinity ? 0x7fffffff : count;
+    // This process's async waits first (they count as registered from the
+    // moment waitAsync() returned, even before their waiter thread sleeps),
+    // then sleepers in every process.
+    const local = binding.asyncNotifyLocal(this._ab as ArrayBuffer, i * 4, n);
+    if (local >= n) return local;
+    return local + binding.wordWake(this._ab as ArrayBuffer, i * 4, n - local);
   }
 
   handle(): SharedMemoryHandle {

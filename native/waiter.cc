@@ -8,6 +8,7 @@
 // waiter) and a reference on the env's thread-safe function. Pending ops keep
 // the event loop alive, as a pending timer does.
 #include <climits>
+#include <mutex>
 #include <unordered_map>
 
 #include "core/segment.h"
@@ -29,6 +30,11 @@ struct Op : AsyncOp {
 };
 
 struct AsyncState {
+  // Guards `alive` and every use of tsfn from waiter threads: once the JS
+  // thread's cleanup hook has run, the thread-safe function may be gone and
+  // completions are dropped instead (Drop undoes what they acquired).
+  std::mutex mu;
+  bool alive = true;
   napi_threadsafe_function tsfn = nullptr;
   uint32_t next_id = 1;
   uint32_t pending = 0;
@@ -85,10 +91,11 @@ void CallJs(napi_env env, napi_value js_cb, void* /*ctx*/, void* data) {
 // On a waiter thread.
 void Done(AsyncOp* a) {
   Op* op = static_cast<Op*>(a);
-  napi_threadsafe_function tsfn = op->state->tsfn;
-  napi_status s = napi_call_threadsafe_function(tsfn, op, napi_tsfn_blocking);
-  if (s != napi_ok) Drop(op);
-  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  AsyncState* st = op->state;
+  std::unique_lock<std::mutex> g(st->mu);
+  if (st->alive && napi_call_threadsafe_function(st->tsfn, op, napi_tsfn_nonblocking) == napi_ok) return;
+  g.unlock();
+  Drop(op);
 }
 
 // The JS thread is ending: cancel its ops; their completions are dropped
@@ -97,6 +104,10 @@ void Cleanup(void* p) {
   AsyncState* st = static_cast<AsyncState*>(p);
   st->closing = true;
   for (auto& kv : st->ops) async_cancel(kv.second);
+  {
+    std::lock_guard<std::mutex> g(st->mu);
+    st->alive = false;
+  }
   if (st->tsfn) napi_release_threadsafe_function(st->tsfn, napi_tsfn_abort);
 }
 
@@ -150,6 +161,15 @@ uint8_t* SlotAt(uint8_t* base, size_t len, double offd, uint32_t kind, size_t mi
   return base + off;
 }
 
+// The buffer an op will read must lie inside the segment whose view the op
+// holds: otherwise the op could outlive the memory it points into.
+bool InSegment(uint32_t seg, const void* p, size_t len) {
+  SegmentInfo si;
+  if (segment_info(seg, &si) != kOk) return false;
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  return b >= si.base && len <= si.size && b + len <= si.base + si.size;
+}
+
 // Registers and submits op; returns its id (> 0) or throws.
 Napi::Value Submit(Napi::Env env, Op* op, double timeout_ms) {
   AsyncState* st = StateOf(env);
@@ -163,6 +183,15 @@ Napi::Value Submit(Napi::Env env, Op* op, double timeout_ms) {
     delete op;
     return Napi::Number::New(env, -kBadHandle);
   }
+  // Checked with the view held, so the segment cannot be unmapped meanwhile.
+  bool inside = op->kind == kAsyncWord ? InSegment(op->seg, op->word, 4)
+                                       : InSegment(op->seg, op->base, kArenaSize);
+  if (inside && op->kind == kAsyncCond) inside = InSegment(op->seg2 ? op->seg2 : op->seg, op->lock_base, kArenaSize);
+  if (!inside) {
+    segment_release(op->seg);
+    delete op;
+    return Napi::Number::New(env, -kBadHandle);
+  }
   if (op->seg2 && segment_retain(op->seg2) != kOk) {
     segment_release(op->seg);
     delete op;
@@ -173,14 +202,12 @@ Napi::Value Submit(Napi::Env env, Op* op, double timeout_ms) {
   op->deadline = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
   op->id = st->next_id++;
   if (st->next_id == 0) st->next_id = 1;
-  napi_acquire_threadsafe_function(st->tsfn);
   if (st->pending++ == 0) napi_ref_threadsafe_function(env, st->tsfn);
   st->ops[op->id] = op;
   int r = async_submit(op);
   if (r < 0) {
     st->ops.erase(op->id);
     if (--st->pending == 0) napi_unref_threadsafe_function(env, st->tsfn);
-    napi_release_threadsafe_function(st->tsfn, napi_tsfn_release);
     ReleaseViews(op);
     delete op;
     ThrowSystemError(env, r, "pthread_create");
@@ -287,6 +314,8 @@ Napi::Value AsyncCond(const Napi::CallbackInfo& info) {
   uint8_t* cslot = SlotAt(cbase, clen, ArgF64(info, 6, -1), kPrimCondition, sizeof(CondSlot));
   uint32_t t = OwnToken(info, 7);
   if (!lslot || !cslot || !t) return Napi::Number::New(env, -kBadHandle);
+  if (!InSegment(ArgU32(info, 0), lbase, kArenaSize) || !InSegment(ArgU32(info, 4), cbase, kArenaSize))
+    return Napi::Number::New(env, -kBadHandle);
   LockSlot* l = reinterpret_cast<LockSlot*>(lslot);
   CondSlot* c = reinterpret_cast<CondSlot*>(cslot);
   if ((__atomic_load_n(&l->word, __ATOMIC_SEQ_CST) & kTokenMask) != t) return Napi::Number::New(env, -kNotOwner);
@@ -322,6 +351,7 @@ Napi::Value AsyncBarrier(const Napi::CallbackInfo& info) {
   uint8_t* slot = SlotAt(base, len, ArgF64(info, 2, -1), kPrimBarrier, sizeof(BarrierSlot));
   uint32_t t = OwnToken(info, 3);
   if (!slot || !t) return out;
+  if (!InSegment(ArgU32(info, 0), base, kArenaSize)) return out;
   BarrierSlot* b = reinterpret_cast<BarrierSlot*>(slot);
   uint32_t parties = __atomic_load_n(&b->parties, __ATOMIC_SEQ_CST);
   if (parties == 0 || parties > kMaxParties || b->h.units < barrier_slot_units(parties)) return out;
@@ -344,6 +374,22 @@ Napi::Value AsyncBarrier(const Napi::CallbackInfo& info) {
   out.Set(0u, Napi::Number::New(env, kTimedOut));
   out.Set(2u, id);
   return out;
+}
+
+// asyncNotifyLocal(dataBuf, byteOffset, count) -> waits of this process notified
+Napi::Value AsyncNotifyLocal(const Napi::CallbackInfo& info) {
+  if (!info[0].IsArrayBuffer()) return Napi::Number::New(info.Env(), 0);
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  double off = ArgF64(info, 1, -1);
+  if (!ab.Data() || !(off >= 0 && off + 4 <= static_cast<double>(ab.ByteLength())) ||
+      static_cast<uint64_t>(off) % 4 != 0) {
+    return Napi::Number::New(info.Env(), 0);
+  }
+  double n = ArgF64(info, 2, 0);
+  if (!(n >= 1)) return Napi::Number::New(info.Env(), 0);
+  int k = n >= INT_MAX ? INT_MAX : static_cast<int>(n);
+  uint32_t* w = reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(ab.Data()) + static_cast<uint64_t>(off));
+  return Napi::Number::New(info.Env(), async_notify_local(w, k));
 }
 
 Napi::Value AsyncCancel(const Napi::CallbackInfo& info) {
@@ -387,6 +433,7 @@ void RegisterWaiter(Napi::Env env, Napi::Object exports) {
   exports.Set("asyncCond", Napi::Function::New(env, AsyncCond, "asyncCond"));
   exports.Set("asyncBarrier", Napi::Function::New(env, AsyncBarrier, "asyncBarrier"));
   exports.Set("asyncCancel", Napi::Function::New(env, AsyncCancel, "asyncCancel"));
+  exports.Set("asyncNotifyLocal", Napi::Function::New(env, AsyncNotifyLocal, "asyncNotifyLocal"));
   exports.Set("asyncStats", Napi::Function::New(env, AsyncStats, "asyncStats"));
   exports.Set("_testForkWaiters", Napi::Function::New(env, TestFork, "_testForkWaiters"));
 }

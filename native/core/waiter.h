@@ -45,6 +45,7 @@ struct AsyncOp {
   int phase = 0;                  // kAsyncCond: 0 waiting for a ticket, 1 re-acquiring
   bool notified = false;          // kAsyncCond
   bool woken = false;             // kAsyncWord: its futex entry was woken
+  std::atomic<int> local_wake{0}; // kAsyncWord: notified by this process (async_notify_local)
   double next_check = 0;          // next owner-liveness check
   std::atomic<int> cancel{0};
 };
@@ -55,6 +56,11 @@ int async_submit(AsyncOp* op);
 // Requests cancellation; the op still completes through done(), with
 // kCancelled unless it had already finished. Thread-safe.
 void async_cancel(AsyncOp* op);
+
+// SharedMemory.notify() in this process: marks up to `count` pending async
+// waits on `word` (oldest first) as notified, even those whose waiter thread
+// is not asleep yet (a futex wake would miss them). Returns how many.
+int async_notify_local(uint32_t* word, int count);
 
 // Test only: fork()s; the child checks that the waiter threads were parked
 // and forgotten cleanly and _exit()s 0 (1 if not). Reaps it and returns its

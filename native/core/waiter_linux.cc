@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <map>
 #include <mutex>
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +57,28 @@ struct WaiterThread {
 
 std::mutex g_mu;  // guards g_threads
 std::vector<WaiterThread*>* g_threads = nullptr;
+
+// Pending kAsyncWord ops by word, oldest first (for async_notify_local).
+std::mutex g_words_mu;
+std::multimap<uint32_t*, AsyncOp*>* g_word_ops = nullptr;
+
+void word_ops_add(AsyncOp* op) {
+  std::lock_guard<std::mutex> g(g_words_mu);
+  if (!g_word_ops) g_word_ops = new std::multimap<uint32_t*, AsyncOp*>();
+  g_word_ops->emplace(op->word, op);
+}
+
+void word_ops_remove(AsyncOp* op) {
+  std::lock_guard<std::mutex> g(g_words_mu);
+  if (!g_word_ops) return;
+  auto range = g_word_ops->equal_range(op->word);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second == op) {
+      g_word_ops->erase(it);
+      return;
+    }
+  }
+}
 
 
 void kick(WaiterThread* w) {
@@ -113,6 +136,7 @@ void atfork_child() {
 pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
 void finish(WaiterThread* w, AsyncOp* op, int status) {
+  if (op->kind == kAsyncWord) word_ops_remove(op);
   op->status = status;
   w->pending.fetch_sub(1);
   op->done(op);  // may free op
@@ -174,7 +198,7 @@ bool step(AsyncOp* op, double now, Entry* e, int* status) {
     }
     case kAsyncWord: {
       uint32_t v = aload(op->word);
-      if (v != op->expected || op->woken) *status = kOk;
+      if (v != op->expected || op->woken || op->local_wake.load()) *status = kOk;
       else if (cancel) *status = kCancelled;
       else if (expired) *status = kTimedOut;
       else {
@@ -348,6 +372,7 @@ void run(WaiterThread* w) {
 
 int async_submit(AsyncOp* op) {
   pthread_once(&g_atfork_once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
+  if (op->kind == kAsyncWord) word_ops_add(op);
   op->next_check = monotonic_ms() + kLivenessSliceMs;
   // The word the op mostly sleeps on: every slot kind keeps its futex word at +16.
   uint32_t* primary = op->kind == kAsyncWord ? op->word : reinterpret_cast<uint32_t*>(op->slot + 16);
@@ -379,6 +404,7 @@ int async_submit(AsyncOp* op) {
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
       if (e != 0) {
         delete target;
+        if (op->kind == kAsyncWord) word_ops_remove(op);
         return -e;
       }
       pthread_detach(th);
@@ -394,6 +420,26 @@ int async_submit(AsyncOp* op) {
   }
   kick(target);
   return 0;
+}
+
+int async_notify_local(uint32_t* word, int count) {
+  std::vector<WaiterThread*> kicks;
+  int n = 0;
+  {
+    std::lock_guard<std::mutex> g(g_words_mu);
+    if (!g_word_ops) return 0;
+    auto range = g_word_ops->equal_range(word);
+    for (auto it = range.first; it != range.second && n < count; ++it) {
+      int expected = 0;
+      if (it->second->local_wake.compare_exchange_strong(expected, 1)) {
+        n++;
+        kicks.push_back(static_cast<WaiterThread*>(it->second->user2));
+      }
+    }
+  }
+  for (WaiterThread* w : kicks)
+    if (w) kick(w);
+  return n;
 }
 
 void async_cancel(AsyncOp* op) {
