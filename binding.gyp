@@ -14,6 +14,7 @@
         "native/shm.cc",
         "native/process.cc",
         "native/waiter.cc",
+        "native/fork.cc",
         "native/core/sync.cc"
       ],
       "include_dirs": [
@@ -31,7 +32,8 @@
           "sources": [
             "native/core/platform_linux.cc",
             "native/core/segment_linux.cc",
-            "native/core/waiter_linux.cc"
+            "native/core/waiter_linux.cc",
+            "native/core/fork_linux.cc"
           ],
           # Node's common.gypi adds -fno-exceptions -fno-rtti -fPIC -pthread
           # -fno-omit-frame-pointer; drop its -O3, -std=gnu++17 and

@@ -20,6 +20,7 @@ export interface AsyncOptions {
 
 interface Pending {
   settle(status: number, index: number): void;
+  reject(reason: Error): void;
 }
 
 const pending = new Map<number, Pending>();
@@ -76,6 +77,11 @@ export function wait<T>(owner: Waitable, signal: AbortSignal | undefined, submit
     owner._pending ??= new Set();
     owner._pending.add(id);
     pending.set(id, {
+      reject(reason) {
+        if (signal) signal.removeEventListener('abort', onAbort);
+        owner._pending?.delete(id);
+        reject(reason);
+      },
       settle(status, index) {
         if (signal) signal.removeEventListener('abort', onAbort);
         owner._pending?.delete(id);
@@ -109,6 +115,19 @@ export function cancelAll(owner: Waitable, what: string): boolean {
   owner._closedReason = new ClosedError(what);
   for (const id of owner._pending) binding.asyncCancel(id);
   return true;
+}
+
+/** In a fork()ed child: the parent's pending waits do not exist here; their promises reject. */
+export function forgetAfterFork(reason: Error): void {
+  const all = [...pending.values()];
+  pending.clear();
+  for (const p of all) {
+    try {
+      p.reject(reason);
+    } catch {
+      // nothing to do
+    }
+  }
 }
 
 export function stats(): { threads: number; pending: number; threadPending: number } {

@@ -80,6 +80,12 @@ export interface Binding {
   /** Test only: native fork() with the waiter threads parked; returns the child's exit status (0 = clean). */
   _testForkWaiters(): number;
 
+  fork(): number;
+  exitNow(code: number): never;
+  token(): number;
+  pid(): number;
+  reapPidfd(fd: number): { code: number | null; signal: number } | null;
+  pidfdKill(fd: number, signal: number): number;
   pidfdOpen(pid: number): number;
   pidfdWait(fd: number, timeout: number): { code: number | null; signal: number } | null;
   payloadFd(bytes: Uint8Array): number;

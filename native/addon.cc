@@ -5,6 +5,7 @@
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  forksafe::RegisterFork(env, exports);  // first: installs the registry's atfork handlers
   forksafe::RegisterArena(env, exports);
   forksafe::RegisterSync(env, exports);
   forksafe::RegisterShm(env, exports);

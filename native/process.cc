@@ -1,5 +1,6 @@
 // Bindings for child-process supervision: a pidfd per child so that join()
 // can wait for exit synchronously without reaping (libuv owns the reaping).
+#include <errno.h>
 #include <signal.h>
 
 #include "core/platform.h"
@@ -72,6 +73,44 @@ Napi::Value PayloadFd(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
+// reapPidfd(fd) -> null while running, else { code, signal } (reaped: our own
+// fork()ed children, which libuv does not know about).
+Napi::Value ReapPidfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!FdArg(info, 0, &fd)) {
+    Napi::TypeError::New(env, "reapPidfd: fd must be a non-negative integer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int code = 0, sig = 0;
+  int r = pidfd_reap(fd, &code, &sig);
+  if (r < 0) {
+    ThrowSystemError(env, r, "waitid");
+    return env.Undefined();
+  }
+  if (r == 0) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", sig ? env.Null() : Napi::Number::New(env, code));
+  o.Set("signal", Napi::Number::New(env, sig));
+  return o;
+}
+
+// pidfdKill(fd, signal): pidfd_send_signal, immune to pid reuse.
+Napi::Value PidfdKill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!FdArg(info, 0, &fd)) {
+    Napi::TypeError::New(env, "pidfdKill: fd must be a non-negative integer").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int r = pidfd_signal(fd, ArgI32(info, 1));
+  if (r < 0 && r != -ESRCH) {
+    ThrowSystemError(env, r, "pidfd_send_signal");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, r);
+}
+
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   int fd;
   if (!FdArg(info, 0, &fd)) {
@@ -86,6 +125,8 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait, "pidfdWait"));
+  exports.Set("reapPidfd", Napi::Function::New(env, ReapPidfd, "reapPidfd"));
+  exports.Set("pidfdKill", Napi::Function::New(env, PidfdKill, "pidfdKill"));
   exports.Set("payloadFd", Napi::Function::New(env, PayloadFd, "payloadFd"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
 }

@@ -59,5 +59,6 @@ void RegisterSync(Napi::Env env, Napi::Object exports);
 void RegisterShm(Napi::Env env, Napi::Object exports);
 void RegisterProcess(Napi::Env env, Napi::Object exports);
 void RegisterWaiter(Napi::Env env, Napi::Object exports);
+void RegisterFork(Napi::Env env, Napi::Object exports);
 
 }  // namespace forksafe

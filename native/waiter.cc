@@ -424,6 +424,17 @@ Napi::Value AsyncStats(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// In a fork()ed child: the parent's pending ops are the parent's (their
+// waiter threads do not exist here). Forget them; lib/async.ts rejects their
+// promises with ContextError.
+void AsyncForgetAfterFork(Napi::Env env) {
+  AsyncState* st = StateOf(env);
+  if (!st) return;
+  st->ops.clear();
+  if (st->pending > 0 && st->tsfn) napi_unref_threadsafe_function(env, st->tsfn);
+  st->pending = 0;
+}
+
 void RegisterWaiter(Napi::Env env, Napi::Object exports) {
   exports.Set("asyncInit", Napi::Function::New(env, AsyncInit, "asyncInit"));
   exports.Set("asyncLock", Napi::Function::New(env, AsyncLock, "asyncLock"));

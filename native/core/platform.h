@@ -76,4 +76,10 @@ int pidfd_open_pid(uint32_t pid);
 // Returns 1 if exited (code/signal filled), 0 on timeout, -errno.
 int pidfd_wait_exit(int pidfd, double timeout_ms, int* code, int* signal);
 
+// Reaps the process behind pidfd if it has exited (waitid WEXITED|WNOHANG):
+// 1 (code/signal filled), 0 if still running, -errno.
+int pidfd_reap(int pidfd, int* code, int* signal);
+// pidfd_send_signal(2).
+int pidfd_signal(int pidfd, int sig);
+
 }  // namespace forksafe

@@ -290,4 +290,22 @@ int pidfd_wait_exit(int pidfd, double timeout_ms, int* code, int* signal) {
   return 1;
 }
 
+int pidfd_reap(int pidfd, int* code, int* signal) {
+  siginfo_t info;
+  memset(&info, 0, sizeof(info));
+  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) != 0)
+    return -errno;
+  if (info.si_pid == 0) return 0;
+  *code = -1;
+  *signal = 0;
+  if (info.si_code == CLD_EXITED) *code = info.si_status;
+  else *signal = info.si_status;
+  return 1;
+}
+
+int pidfd_signal(int pidfd, int sig) {
+  long r = syscall(424 /* SYS_pidfd_send_signal */, pidfd, sig, nullptr, 0);
+  return r < 0 ? -errno : 0;
+}
+
 }  // namespace forksafe

@@ -98,6 +98,12 @@ uint32_t make_token(uint32_t index);
 // The callback gets the arena base and the slot. Registry lock held.
 void for_each_slot(void (*fn)(uint8_t* base, SlotHeader* slot, void* ctx), void* ctx);
 
+// fork(): the registry mutex is held across fork() (pthread_atfork), so the
+// child's copy is consistent. Installed once, before the first fork.
+void registry_install_atfork();
+void registry_after_fork_child();
+void slot_addref_inherited(uint32_t seg, uint64_t off, int64_t n);
+
 // Counts for tests and leak checks.
 struct RegistryStats {
   uint32_t mapped;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include <atomic>
+#include <pthread.h>
 #include <climits>
 #include <mutex>
 #include <vector>
@@ -515,6 +516,38 @@ void for_each_slot(void (*fn)(uint8_t* base, SlotHeader* slot, void* ctx), void*
       u += units;
     }
   }
+}
+
+void registry_after_fork_child() {
+  // Runs in the child right after fork(), single-threaded. g_mu was held by
+  // the forking thread through the atfork prepare handler, so it is
+  // consistent (and already released by the child handler).
+  std::lock_guard<std::mutex> g(g_mu);
+  for (auto& rec : records()) {
+    if (!rec.mapped) continue;
+    // The parent goes on allocating in its arenas; two allocators in one
+    // bitmap would race. The child makes arenas of its own.
+    rec.creator = false;
+    if (rec.info.kind == kSegArena) participant_register(rec.info.base);
+  }
+}
+
+void slot_addref_inherited(uint32_t seg, uint64_t off, int64_t n) {
+  std::lock_guard<std::mutex> g(g_mu);
+  Record* rec = find_local(seg);
+  if (!rec || rec->info.kind != kSegArena || !slot_in_bounds(off, 1)) return;
+  SlotHeader* s = reinterpret_cast<SlotHeader*>(rec->info.base + off);
+  __atomic_add_fetch(&s->refgen, static_cast<uint64_t>(n), __ATOMIC_SEQ_CST);
+}
+
+namespace {
+pthread_once_t g_registry_atfork = PTHREAD_ONCE_INIT;
+}
+
+void registry_install_atfork() {
+  pthread_once(&g_registry_atfork, [] {
+    pthread_atfork([] { g_mu.lock(); }, [] { g_mu.unlock(); }, [] { g_mu.unlock(); });
+  });
 }
 
 void registry_stats(RegistryStats* out) {

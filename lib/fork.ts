@@ -1,0 +1,327 @@
+// fork() of the running Node process, atfork hooks, and the child's fixups.
+// Read docs/fork.md: every hazard of forking Node and what is done about it.
+import * as crypto from 'node:crypto';
+import * as util from 'node:util';
+import { isMainThread } from 'node:worker_threads';
+import { binding } from './binding';
+import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType } from './errors';
+import { setToken } from './runtime';
+import { forgetAfterFork } from './async';
+import { timeoutOf, validateObject } from './validate';
+
+export interface AtforkHooks {
+  prepare?(): void;
+  parent?(): void;
+  child?(): void;
+}
+
+const hooks: AtforkHooks[] = [];
+
+/** Registers hooks for forks made by forksafe. Returns a function that unregisters them. */
+export function atfork(h: AtforkHooks): () => void {
+  if (h === null || typeof h !== 'object') throw invalidArgType('hooks', 'of type object', h);
+  for (const k of ['prepare', 'parent', 'child'] as const) {
+    if (h[k] !== undefined && typeof h[k] !== 'function') throw invalidArgType(`hooks.${k}`, 'of type function', h[k]);
+  }
+  const entry = { prepare: h.prepare, parent: h.parent, child: h.child };
+  hooks.push(entry);
+  return () => {
+    const i = hooks.indexOf(entry);
+    if (i >= 0) hooks.splice(i, 1);
+  };
+}
+
+// ---- safety ----------------------------------------------------------------------
+
+const liveWorkers = new Set<object>();
+process.on('worker', (w: { once(e: string, f: () => void): void }) => {
+  liveWorkers.add(w);
+  w.once('exit', () => liveWorkers.delete(w));
+});
+
+// libuv threadpool work shows up in getActiveResourcesInfo() as these requests.
+const THREADPOOL = /ReqCallback$|ReqPromise$|^GetAddrInfoReqWrap$|^GetNameInfoReqWrap$|Job$|^Zlib$|^FileHandleCloseReq$/;
+
+/** Why fork() would refuse now (empty when it would not). */
+export function forkSafety(): { safe: boolean; reasons: string[] } {
+  const reasons: string[] = [];
+  if (!isMainThread) reasons.push('fork() must be called from the main thread, not a worker_thread');
+  if (!process.execArgv.includes('--single-threaded')) {
+    reasons.push(
+      'V8 is not single-threaded: start node with --single-threaded on the command line (V8 would wait in ' +
+        'the child for background GC threads that do not exist there; NODE_OPTIONS cannot carry this flag)',
+    );
+  }
+  if (liveWorkers.size > 0) {
+    reasons.push(`${liveWorkers.size} worker_thread(s) running (a child would have none of them); terminate them first`);
+  }
+  const pool = process.getActiveResourcesInfo().filter((r) => THREADPOOL.test(r));
+  if (pool.length > 0) {
+    const counts = new Map<string, number>();
+    for (const r of pool) counts.set(r, (counts.get(r) ?? 0) + 1);
+    reasons.push(
+      `libuv threadpool requests in flight (${[...counts].map(([k, n]) => `${k} x${n}`).join(', ')}): ` +
+        'await them before fork() (their completion would be lost in the child)',
+    );
+  }
+  return { safe: reasons.length === 0, reasons };
+}
+
+// ---- the child -----------------------------------------------------------------------
+
+/** Thrown in a child made by fork(main) to leave the parent's code: do not catch it. */
+export class ForkChildUnwind extends Error {
+  constructor() {
+    super('forksafe: this is a fork(main) child leaving the code that called fork(); rethrow this error');
+    this.name = 'ForkChildUnwind';
+  }
+}
+
+let forked = false; // true in a process made by fork()
+const childSetups: Array<() => void> = [];
+
+/** Other modules register what a child must reset (ForkedChild registry, Process objects...). */
+export function onForkChild(fn: () => void): void {
+  childSetups.push(fn);
+}
+
+/** Ends the process the way a forked child must: `_exit` with the code. */
+export function exit(code = 0): never {
+  if (typeof code !== 'number' || !Number.isInteger(code)) throw invalidArgType('code', 'an integer', code);
+  if (!forked) process.exit(code);
+  process.exitCode = code;
+  process.exit(code); // 'exit' listeners run, then reallyExit -> _exit
+  throw new Error('unreachable');
+}
+
+function xorshift128plus(): () => number {
+  const seed = crypto.randomBytes(16);
+  let s0 = seed.readBigUInt64LE(0) | 1n;
+  let s1 = seed.readBigUInt64LE(8) | 2n;
+  const MASK = (1n << 64n) - 1n;
+  return () => {
+    let x = s0;
+    const y = s1;
+    s0 = y;
+    x = (x ^ (x << 23n)) & MASK;
+    s1 = x ^ y ^ (x >> 17n) ^ (y >> 26n);
+    return Number((s1 + y) & ((1n << 53n) - 1n)) / 2 ** 53;
+  };
+}
+
+function setUpChild(): void {
+  forked = true;
+  setToken(binding.token());
+  Object.defineProperty(process, 'pid', { value: binding.pid(), writable: false, enumerable: true, configurable: true });
+  // crypto.randomUUID() serves from a cached batch of random bytes (128 UUIDs):
+  // the child would repeat the parent's next ids. Use up that batch; the
+  // refill comes from OpenSSL, which reseeds after fork.
+  for (let i = 0; i < 128; i++) crypto.randomUUID();
+  // Math.random continues the parent's sequence and V8 has no reseed: a fresh
+  // generator seeded from the OS.
+  Math.random = xorshift128plus();
+  // Every exit path ends in _exit with the code Node would have used: Node's
+  // own teardown touches threads a forked child does not have.
+  (process as unknown as { reallyExit(code?: number): void }).reallyExit = (code?: number) => {
+    binding.exitNow(typeof code === 'number' ? code : 0);
+  };
+  process.on('beforeExit', () => process.exit());
+  process.on('uncaughtException', (err) => {
+    if (err instanceof ForkChildUnwind) return;
+    if (process.listenerCount('uncaughtException') > 1) return; // the program handles it
+    process.stderr.write(`${util.inspect(err)}\n`);
+    process.exit(1);
+  });
+  liveWorkers.clear();
+  forgetAfterFork(new ContextError('this async wait was started in the parent process before fork(): it does not exist in the child'));
+  for (const fn of childSetups) fn();
+}
+
+function runHooks(kind: 'parent' | 'child'): void {
+  for (const h of [...hooks]) {
+    const fn = h[kind];
+    if (!fn) continue;
+    try {
+      fn();
+    } catch (e) {
+      process.emitWarning(`forksafe atfork ${kind} hook threw: ${util.inspect(e)}`);
+    }
+  }
+}
+
+// ---- the parent's view of a child ------------------------------------------------------------
+
+const SIGNAMES: Record<number, NodeJS.Signals> = Object.fromEntries(
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  Object.entries(require('node:os').constants.signals as Record<string, number>).map(([k, v]) => [v, k as NodeJS.Signals]),
+);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const SIGNUMS = require('node:os').constants.signals as Record<string, number>;
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const children = new Map<number, ForkedChild>();
+let keepAlive: NodeJS.Timeout | null = null;
+let sigchldInstalled = false;
+
+function reapAll(): void {
+  for (const c of [...children.values()]) c._poll();
+}
+
+function watch(c: ForkedChild): void {
+  if (!sigchldInstalled) {
+    sigchldInstalled = true;
+    process.on('SIGCHLD', reapAll);
+  }
+  children.set(c.pid, c);
+  // A running child keeps the event loop alive, as a child_process does.
+  keepAlive ??= setInterval(reapAll, 1000); // also a backstop for a coalesced SIGCHLD
+}
+
+function unwatch(c: ForkedChild): void {
+  children.delete(c.pid);
+  if (children.size === 0 && keepAlive) {
+    clearInterval(keepAlive);
+    keepAlive = null;
+  }
+}
+
+onForkChild(() => {
+  // The parent's children are not ours.
+  for (const c of children.values()) c._owner = -1;
+  children.clear();
+  if (keepAlive) {
+    clearInterval(keepAlive);
+    keepAlive = null;
+  }
+});
+
+/** The parent's handle on a process made by fork(). */
+export class ForkedChild {
+  readonly pid: number;
+  readonly exited: Promise<ExitInfo>;
+  /** @internal */ _owner: number;
+  /** @internal */ _pidfd: number;
+  /** @internal */ _exit: ExitInfo | null = null;
+  /** @internal */ _joined: ExitInfo | null = null;
+  /** @internal */ _resolve!: (e: ExitInfo) => void;
+
+  /** @internal */
+  constructor(pid: number) {
+    this.pid = pid;
+    this._owner = process.pid;
+    this._pidfd = binding.pidfdOpen(pid);
+    this.exited = new Promise((res) => {
+      this._resolve = res;
+    });
+    watch(this);
+    this._poll(); // it may be gone already
+  }
+
+  /** @internal */
+  _check(what: string): void {
+    if (this._owner !== process.pid) {
+      throw new ContextError(`ForkedChild.${what}: this child (pid ${this.pid}) belongs to process ${this._owner < 0 ? 'that forked this one' : this._owner}, not to ${process.pid}`);
+    }
+  }
+
+  /** @internal Reaps it if it has exited. */
+  _poll(): void {
+    if (this._exit || this._pidfd < 0) return;
+    const r = binding.reapPidfd(this._pidfd);
+    if (r === null) return;
+    this._exit = { code: r.code, signal: r.signal ? (SIGNAMES[r.signal] ?? null) : null };
+    binding.closeFd(this._pidfd);
+    this._pidfd = -1;
+    unwatch(this);
+    this._resolve(this._exit);
+  }
+
+  get exitCode(): number | null {
+    return (this._exit ?? this._joined)?.code ?? null;
+  }
+
+  get signalCode(): NodeJS.Signals | null {
+    return (this._exit ?? this._joined)?.signal ?? null;
+  }
+
+  /** Blocks until the child exits (true) or the timeout passes (false). */
+  join(opts?: { timeout?: number }): boolean {
+    this._check('join()');
+    if (this._exit) return true;
+    const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    const r = binding.pidfdWait(this._pidfd, timeout);
+    if (r === null) return false;
+    this._poll(); // reaps it now: `exited` resolves on the next microtask
+    return true;
+  }
+
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    this._check('kill()');
+    if (this._exit) return;
+    const n = typeof signal === 'number' ? signal : SIGNUMS[signal];
+    if (n === undefined) throw invalidArgType('signal', 'a signal name or number', signal);
+    binding.pidfdKill(this._pidfd, n);
+  }
+}
+
+// ---- fork --------------------------------------------------------------------------------------
+
+/**
+ * Forks this Node process. Without `main`: returns null in the child and a
+ * ForkedChild in the parent. With `main`: the child runs it and exits when it
+ * settles (its number, 0, or 1 if it throws); the parent gets the ForkedChild.
+ */
+export function fork(main?: () => unknown, opts?: { force?: boolean }): ForkedChild | null {
+  if (main !== undefined && typeof main !== 'function') throw invalidArgType('main', 'of type function', main);
+  validateObject('options', opts);
+  const force = opts?.force;
+  if (force !== undefined && typeof force !== 'boolean') throw invalidArgType('options.force', 'of type boolean', force);
+  if (!isMainThread) throw new ForkUnsafeError(['fork() must be called from the main thread, not a worker_thread']);
+  const safety = forkSafety();
+  if (!safety.safe && !force) throw new ForkUnsafeError(safety.reasons);
+  for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.(); // a throw aborts: nothing forked
+  const pid = binding.fork();
+  if (pid !== 0) {
+    const child = new ForkedChild(pid);
+    runHooks('parent');
+    return child;
+  }
+  setUpChild();
+  runHooks('child');
+  if (main === undefined) return null;
+  let result: unknown;
+  try {
+    result = main();
+  } catch (e) {
+    process.stderr.write(`${util.inspect(e)}\n`);
+    process.exit(1);
+  }
+  if (result === null || (typeof result !== 'object' && typeof result !== 'function') ||
+      typeof (result as PromiseLike<unknown>).then !== 'function') {
+    process.exit(exitCodeOf(result));
+  }
+  (result as PromiseLike<unknown>).then(
+    (v) => process.exit(exitCodeOf(v)),
+    (e) => {
+      process.stderr.write(`${util.inspect(e)}\n`);
+      process.exit(1);
+    },
+  );
+  // The parent's code after fork() must not run here: unwind it. The child's
+  // uncaughtException handler swallows this; the event loop runs `main`.
+  throw new ForkChildUnwind();
+}
+
+function exitCodeOf(v: unknown): number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 255 ? v : 0;
+}
+
+export function isForkedChild(): boolean {
+  return forked;
+}
+
+export { ForksafeError };

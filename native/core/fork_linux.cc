@@ -1,0 +1,102 @@
+// Linux fork support: MADV_DOFORK over /proc/self/maps, fork with signals
+// blocked, and the child-side fixups of the segment registry.
+#include "core/fork.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "core/platform.h"
+
+namespace forksafe {
+
+namespace {
+
+// Parses "start-end ..." lines without allocating (the maps file can be long).
+bool parse_hex(const char*& p, const char* end, uintptr_t* out) {
+  uintptr_t v = 0;
+  bool any = false;
+  while (p < end) {
+    char c = *p;
+    int d;
+    if (c >= '0' && c <= '9') d = c - '0';
+    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+    else break;
+    v = (v << 4) | static_cast<uintptr_t>(d);
+    any = true;
+    p++;
+  }
+  *out = v;
+  return any;
+}
+
+}  // namespace
+
+int mark_all_dofork() {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  static char buf[1 << 16];
+  size_t have = 0;
+  int ranges = 0;
+  bool eof = false;
+  while (!eof || have > 0) {
+    if (!eof && have < sizeof(buf)) {
+      ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        int e = errno;
+        close(fd);
+        return -e;
+      }
+      if (n == 0) eof = true;
+      have += static_cast<size_t>(n);
+    }
+    size_t line_end = 0;
+    while (line_end < have && buf[line_end] != '\n') line_end++;
+    if (line_end == have && !eof) {
+      if (have == sizeof(buf)) have = 0;  // absurd line: drop it
+      continue;
+    }
+    const char* p = buf;
+    const char* e = buf + line_end;
+    uintptr_t start = 0, stop = 0;
+    if (parse_hex(p, e, &start) && p < e && *p == '-') {
+      p++;
+      if (parse_hex(p, e, &stop) && stop > start) {
+        // [vsyscall] and similar refuse (EINVAL): nothing to do for them.
+        if (madvise(reinterpret_cast<void*>(start), stop - start, MADV_DOFORK) == 0) ranges++;
+      }
+    }
+    size_t consumed = line_end < have ? line_end + 1 : have;
+    for (size_t i = consumed; i < have; i++) buf[i - consumed] = buf[i];
+    have -= consumed;
+  }
+  close(fd);
+  return ranges;
+}
+
+int fork_blocked(void (*in_child)(void* ctx), void* ctx) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    return -e;
+  }
+  if (pid == 0) {
+    refresh_process_identity();
+    registry_after_fork_child();
+    if (in_child) in_child(ctx);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return pid;
+}
+
+void exit_now(int code) { _exit(code); }
+
+}  // namespace forksafe

@@ -1,0 +1,77 @@
+// Bindings for fork(): the native fork of the running Node process, the
+// child's native fixups (event loop, token, inherited references, async
+// waits that belong to the parent), and _exit.
+#include <uv.h>
+
+#include "core/fork.h"
+#include "core/segment.h"
+#include "util.h"
+
+namespace forksafe {
+
+void AsyncForgetAfterFork(Napi::Env env);  // waiter.cc
+
+namespace {
+
+// fork() -> pid in the parent, 0 in the child. JS has checked safety and run
+// the prepare hooks; the child continues in JS with a copy of the heap.
+Napi::Value Fork(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop) {
+    Napi::Error::New(env, "forksafe: no event loop").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  registry_install_atfork();
+  // V8 marks its pages MADV_DONTFORK, and new pages come that way: redo it
+  // right before every fork.
+  int ranges = mark_all_dofork();
+  if (ranges < 0) {
+    ThrowSystemError(env, ranges, "madvise");
+    return env.Undefined();
+  }
+  int pid = fork_blocked(nullptr, nullptr);
+  if (pid < 0) {
+    ThrowSystemError(env, pid, "fork");
+    return env.Undefined();
+  }
+  if (pid == 0) {
+    // The child, single-threaded. Re-arm libuv's loop (its epoll fd and
+    // signal pipe are the parent's otherwise).
+    uv_loop_fork(loop);
+    EnvData* d = GetEnvData(env);
+    if (d) {
+      d->token = make_token(d->thread_index);
+      // Every slot reference this thread held is now held twice: by the
+      // parent and by the child's copies of the objects.
+      for (auto& kv : d->slots)
+        slot_addref_inherited(static_cast<uint32_t>(kv.first >> 32), kv.first & 0xFFFFFFFFu, kv.second);
+    }
+    AsyncForgetAfterFork(env);
+  }
+  return Napi::Number::New(env, pid);
+}
+
+Napi::Value ExitNow(const Napi::CallbackInfo& info) {
+  int code = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  exit_now(code & 0xFF);
+}
+
+Napi::Value Token(const Napi::CallbackInfo& info) {
+  EnvData* d = GetEnvData(info.Env());
+  return Napi::Number::New(info.Env(), d ? d->token : 0);
+}
+
+Napi::Value Pid(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), self_pid()); }
+
+}  // namespace
+
+void RegisterFork(Napi::Env env, Napi::Object exports) {
+  registry_install_atfork();  // first: its prepare handler must run after the waiter's
+  exports.Set("fork", Napi::Function::New(env, Fork, "fork"));
+  exports.Set("exitNow", Napi::Function::New(env, ExitNow, "exitNow"));
+  exports.Set("token", Napi::Function::New(env, Token, "token"));
+  exports.Set("pid", Napi::Function::New(env, Pid, "pid"));
+}
+
+}  // namespace forksafe
