@@ -32,7 +32,7 @@ export interface Context {
   readonly Condition: C['Condition'];
   readonly Barrier: C['Barrier'];
   readonly SharedMemory: C['SharedMemory'];
-  readonly Process: C['Process'];
+  readonly Process: C['Process'] | C['ForkProcess'];
 }
 
 const METHODS: readonly StartMethod[] = ['fork', 'spawn', 'forkserver'];
@@ -43,13 +43,9 @@ export function defaultMethod(): StartMethod {
   return 'spawn';
 }
 
-/**
- * Start methods whose primitives work here. 'fork' primitives (anonymous
- * shared memory) work in this process, its worker_threads and fork()
- * descendants; starting 'fork' processes is not in this release (see docs).
- */
+/** Start methods usable here: 'fork' (fork() of this process; needs node --single-threaded) and 'spawn'. */
 export function getStartMethods(): StartMethod[] {
-  return ['spawn', 'fork'];
+  return ['fork', 'spawn'];
 }
 
 function bind<T extends abstract new (...args: never[]) => unknown>(Base: T, method: StartMethod, marker: symbol): T {
@@ -93,13 +89,15 @@ export function getContext(method?: StartMethod): Context {
   } as Record<string, unknown>;
   if (m === 'spawn') {
     obj.Process = b(k.Process);
+  } else if (m === 'fork') {
+    obj.Process = k.ForkProcess;
   } else {
     Object.defineProperty(obj, 'Process', {
       enumerable: true,
       get() {
         throw new ForksafeError(
-          `Process is not available for the '${m}' context in this release: starting processes by fork() ` +
-            "arrives with forksafe's fork() support. Use getContext('spawn').Process.",
+          `Process is not available for the '${m}' context in this release. Use getContext('spawn').Process ` +
+            "or getContext('fork').Process.",
           'ERR_FORKSAFE_UNSUPPORTED',
         );
       },

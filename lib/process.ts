@@ -6,6 +6,7 @@ import * as child_process from 'node:child_process';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import type { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { ForksafeError, invalidArgType } from './errors';
 import { contextOf } from './primitive';
@@ -228,3 +229,97 @@ export class Process {
     this._child.kill(signal);
   }
 }
+
+/**
+ * Process for the 'fork' context: the child is a fork() of this process, so
+ * `target` may be a function and `args` are passed by reference (the child has
+ * a copy of them; this context's primitives in them are shared, not copied).
+ * Needs what fork() needs (node --single-threaded, see forkSafety()).
+ */
+export class ForkProcess {
+  /** @internal */ _opts: ProcessOptions;
+  /** @internal */ _child: import('./fork').ForkedChild | null = null;
+  /** @internal */ _exited: Promise<ExitInfo>;
+  /** @internal */ _resolve!: (e: ExitInfo) => void;
+  readonly exited: Promise<ExitInfo>;
+  readonly name: string | null;
+  readonly stdout = null;
+  readonly stderr = null;
+
+  constructor(opts: ProcessOptions) {
+    if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
+    validateObject('options', opts);
+    const t = opts.target;
+    if (typeof t !== 'function' &&
+        (t === null || typeof t !== 'object' || typeof t.module !== 'string' || t.module === '' ||
+         (t.export !== undefined && typeof t.export !== 'string'))) {
+      throw invalidArgType('options.target', 'a function or { module: string, export?: string }', t);
+    }
+    if (opts.args !== undefined && !Array.isArray(opts.args)) throw invalidArgType('options.args', 'an array', opts.args);
+    if (opts.name !== undefined && typeof opts.name !== 'string') throw invalidArgType('options.name', 'of type string', opts.name);
+    if (opts.env !== undefined) validateObject('options.env', opts.env);
+    if (opts.stdio !== undefined && opts.stdio !== 'inherit') {
+      throw invalidArgType('options.stdio', "'inherit' (a forked child shares the parent's stdio)", opts.stdio);
+    }
+    if (opts.execArgv !== undefined) {
+      throw invalidArgType('options.execArgv', 'undefined (a forked child runs the same node as its parent)', opts.execArgv);
+    }
+    this._opts = opts;
+    this.name = opts.name ?? null;
+    this._exited = new Promise<ExitInfo>((res) => {
+      this._resolve = res;
+    });
+    this.exited = this._exited;
+  }
+
+  start(): this {
+    if (this._child) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
+    const args = this._opts.args ?? [];
+    toWire(args, 'fork', 'a Process', new Set()); // Context rules: throws before anything starts
+    const opts = this._opts;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { fork } = require('./fork') as typeof import('./fork');
+    const child = fork(async () => {
+      if (opts.name) process.title = opts.name;
+      if (opts.env) process.env = { ...opts.env };
+      const t = opts.target;
+      if (typeof t === 'function') return (t as (...a: unknown[]) => unknown)(...args);
+      const ns = (await dynamicImport(pathToFileURL(resolveModule(t.module)).href)) as Record<string, unknown>;
+      const d = ns.default as { default?: unknown; [k: string]: unknown } | undefined;
+      const fn = t.export !== undefined
+        ? (ns[t.export] ?? d?.[t.export])
+        : (typeof d === 'function' ? d : d?.default);
+      if (typeof fn !== 'function') throw new TypeError(`forksafe: module '${t.module}' has no function to run (target.export)`);
+      return (fn as (...a: unknown[]) => unknown)(...args);
+    }) as import('./fork').ForkedChild;
+    this._child = child;
+    child.exited.then((e) => this._resolve(e));
+    return this;
+  }
+
+  get pid(): number | null {
+    return this._child?.pid ?? null;
+  }
+
+  get exitCode(): number | null {
+    return this._child?.exitCode ?? null;
+  }
+
+  get signalCode(): NodeJS.Signals | null {
+    return this._child?.signalCode ?? null;
+  }
+
+  join(opts?: { timeout?: number }): boolean {
+    if (!this._child) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    return this._child.join(opts);
+  }
+
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    if (!this._child) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    this._child.kill(signal);
+  }
+}
+
+// A real dynamic import (tsc turns `import()` into require() under CommonJS).
+// eslint-disable-next-line @typescript-eslint/no-implied-eval
+const dynamicImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
