@@ -66,3 +66,26 @@ exports.holdFor = function holdFor(lock, held, ms) {
   lock.release();
   return 0;
 };
+
+/**
+ * Row 8, run in a worker_thread (demo/run.mjs starts it with `eval`): takes a
+ * 'fork'-context Lock, says so, holds it until the main thread says `go`
+ * (after it has forked), then releases it. Handles come in workerData.
+ */
+exports.lockHolderThread = function lockHolderThread() {
+  const { workerData } = require('node:worker_threads');
+  const { attach } = require('forksafe');
+  const lock = attach(workerData.lock);
+  const held = attach(workerData.held);
+  const go = attach(workerData.go);
+  try {
+    if (!lock.acquire({ timeout: 5000 })) return;
+    held.set();
+    go.wait({ timeout: 15_000 });
+    lock.release();
+  } finally {
+    lock.close();
+    held.close();
+    go.close();
+  }
+};

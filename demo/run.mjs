@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// `npm run demo`: the real bugs of Python's multiprocessing, each run for real,
-// next to the same scenario with forksafe.
+// `npm run demo`: the real bugs of Python's multiprocessing and os.fork(), each run
+// for real, next to the same scenario with forksafe.
 //
 // Each row runs twice:
 //   - "the naive way": a small Python script in demo/python/ (python3 from PATH, or
@@ -8,18 +8,27 @@
 //     bounds its own wait, and this file also kills each one (its whole process group)
 //     after a hard timeout, so the demo never hangs. Without python3 the column is skipped.
 //   - forksafe: the same scenario in this process and in children started with
-//     getContext('spawn').Process (their code is in demo/roles.cjs).
+//     getContext('spawn').Process (their code is in demo/roles.cjs). The fork() rows
+//     (7, 8) need `node --single-threaded`, which `npm run demo` is not: this file runs
+//     them in a child `node --single-threaded demo/run.mjs --fork-scenario <name>` that
+//     prints one JSON line (same hard timeout and process-group kill as the Python
+//     scripts, so its forked children cannot outlive the demo either).
 //
 // Exit status: 0 when every forksafe cell behaved as expected, 1 otherwise (a regression).
 // The Python column never changes the exit status: it shows what Python does here.
 import { spawn, spawnSync } from 'node:child_process';
+import nodeCrypto from 'node:crypto';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import {
-  getContext, ContextError, DeadlockError, NotOwnerError, OwnerDiedError,
+  getContext, fork, exit, forkSafety, ContextError, DeadlockError, ForkUnsafeError, NotOwnerError, OwnerDiedError,
 } from 'forksafe';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+const HERE = path.dirname(SELF);
 const ROLES = path.join(HERE, 'roles.cjs');
 const PYDIR = path.join(HERE, 'python');
 
@@ -264,10 +273,269 @@ async function fsAsyncTicker() {
   }
 }
 
+// ---------------------------------------------------------------- forksafe side: fork()
+// Rows 7 and 8 call fork(), which needs `node --single-threaded`: they run in a child
+// `node --single-threaded demo/run.mjs --fork-scenario <name>` (see forkScenario()).
+// A forked child never prints (the parent reads stdout as one JSON line): it writes
+// its findings into a getContext('fork') SharedMemory, which parent and child share.
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Writes `value` as JSON into `shm` (u32 length, then the bytes). */
+function putJson(shm, value) {
+  const bytes = Buffer.from(JSON.stringify(value), 'utf8');
+  if (bytes.length + 4 > shm.buffer.byteLength) throw new RangeError(`result too large (${bytes.length} bytes)`);
+  new Uint8Array(shm.buffer).set(bytes, 4);
+  new DataView(shm.buffer).setUint32(0, bytes.length, true);
+}
+
+function getJson(shm) {
+  const n = new DataView(shm.buffer).getUint32(0, true);
+  return n ? JSON.parse(Buffer.from(shm.buffer, 4, n).toString('utf8')) : null;
+}
+
+const overlap = (a, b) => {
+  const seen = new Set(a);
+  return b.filter((x) => seen.has(x)).length;
+};
+
+/** Kills a ForkedChild that is still running and waits (bounded) for it. */
+async function reapForked(child) {
+  if (!child) return;
+  try {
+    child.kill('SIGKILL');
+  } catch {
+    // already gone
+  }
+  await exitedWithin(child, 3000);
+}
+
+/**
+ * Row 7 (runs under --single-threaded): fork(); the child draws 1,000 randomUUID()
+ * and 1,000 Math.random() values, the parent its next 1,000 of each. Also measured
+ * in the same child, what a fork without forksafe's fixups would give:
+ *   - randomUUID(): Node serves it from a cached batch of 128, which fork copies.
+ *     forksafe's child setup uses that batch up; the ids it discards are exactly the
+ *     child's first randomUUID() results without the fixup. They are recorded here by
+ *     wrapping crypto.randomUUID around fork() (the wrapper only records).
+ *   - Math.random(): forksafe replaces it in the child; a reference to V8's own
+ *     generator kept from before fork() still has the state fork copied.
+ */
+async function forkRandomIds() {
+  const N = 1000;
+  const shm = new (getContext('fork').SharedMemory)({ size: 1 << 17 });
+  let child = null;
+  try {
+    nodeCrypto.randomUUID(); // the parent has used both generators before forking
+    Math.random();
+    const v8Random = Math.random;
+    const discarded = [];
+    const realUUID = nodeCrypto.randomUUID;
+    nodeCrypto.randomUUID = function recordingRandomUUID(...a) {
+      const id = realUUID.apply(this, a);
+      discarded.push(id);
+      return id;
+    };
+    const t0 = nowNs();
+    try {
+      child = fork();
+    } finally {
+      nodeCrypto.randomUUID = realUUID;
+    }
+    if (child === null) {
+      // The forked child: never returns from here.
+      putJson(shm, {
+        pid: process.pid,
+        naiveUuids: discarded.slice(),
+        uuids: Array.from({ length: N }, () => nodeCrypto.randomUUID()),
+        randoms: Array.from({ length: N }, () => Math.random()),
+        naiveRandoms: Array.from({ length: N }, () => v8Random()),
+      });
+      exit(0);
+    }
+    const uuids = Array.from({ length: N }, () => nodeCrypto.randomUUID());
+    const randoms = Array.from({ length: N }, () => Math.random());
+    const info = await exitedWithin(child, 8000);
+    const ms = msSince(t0);
+    if (!info) return bad('the forked child did not finish within 8 s', ms);
+    if (info.code !== 0) return bad(`the forked child exited with ${info.code ?? info.signal}`, ms);
+    const r = getJson(shm);
+    if (!r) return bad('the forked child reported nothing', ms);
+    const sameUuids = overlap(uuids, r.uuids);
+    const sameRandoms = overlap(randoms, r.randoms);
+    const naiveUuids = overlap(uuids, r.naiveUuids);
+    const naiveRandoms = overlap(randoms, r.naiveRandoms);
+    const inOrder = r.naiveRandoms.every((x, i) => x === randoms[i]);
+    if (r.pid !== child.pid || r.pid === process.pid) return bad(`process.pid in the child is ${r.pid} (child ${child.pid}, parent ${process.pid})`, ms);
+    if (sameUuids || sameRandoms) {
+      return bad(`the child repeated the parent: ${sameUuids} of ${N} UUIDs, ${sameRandoms} of ${N} Math.random() values`, ms);
+    }
+    const without = [
+      r.naiveUuids.length ? `randomUUID() would repeat the parent's next ${naiveUuids} ids` : null,
+      `V8's Math.random would give the parent's next ${naiveRandoms.toLocaleString('en-US')} values${inOrder ? ', in order' : ''}`,
+    ].filter(Boolean).join('; ');
+    return ok(
+      `child's ${N.toLocaleString('en-US')} randomUUID() and ${N.toLocaleString('en-US')} Math.random(): 0 equal to the parent's next ` +
+      `${N.toLocaleString('en-US')}; process.pid is the child's. Without the fixups (same child): ${without}`,
+      ms,
+    );
+  } finally {
+    await reapForked(child);
+    shm.close();
+  }
+}
+
+/**
+ * Row 8 (runs under --single-threaded): a worker_thread holds a 'fork'-context Lock
+ * while the main thread forks. fork() alone refuses (a worker is running); with
+ * { force: true } the child waits for the lock, which the worker (in the parent)
+ * releases 300 ms later.
+ */
+async function forkLockHeldByThread() {
+  const { Lock, Event, SharedMemory } = getContext('fork');
+  const lock = new Lock();
+  const held = new Event();
+  const go = new Event();
+  const shm = new SharedMemory({ size: 4096 });
+  const worker = new Worker(`require(${JSON.stringify(ROLES)}).lockHolderThread()`, {
+    eval: true,
+    workerData: { lock: lock.handle(), held: held.handle(), go: go.handle() },
+  });
+  const workerExit = once(worker, 'exit');
+  let child = null;
+  try {
+    await once(worker, 'online');
+    if (!(await held.waitAsync({ timeout: 8000 }))) return bad('the worker_thread never took the lock (8 s)');
+    // Without force, fork() must refuse: a worker_thread is running.
+    let refused = null;
+    try {
+      const c = fork();
+      if (c === null) exit(99); // a regression forked: the child leaves at once
+      await reapForked(c);
+    } catch (e) {
+      refused = e;
+    }
+    if (!(refused instanceof ForkUnsafeError)) {
+      return bad(refused ? `fork() threw ${refused.name}: ${refused.message}` : 'fork() forked although a worker_thread was running');
+    }
+    child = fork(undefined, { force: true });
+    if (child === null) {
+      // The forked child: never returns from here.
+      const r = { pid: process.pid, owned: lock.isOwned(), tryNow: false, got: false, error: null, ms: null };
+      r.tryNow = lock.acquire({ timeout: 0 }); // the parent's worker_thread holds it
+      if (r.tryNow) lock.release();
+      const t0 = nowNs();
+      try {
+        r.got = lock.acquire({ timeout: 5000 }); // bounded so that a regression cannot hang
+      } catch (e) {
+        r.error = `${e.name}: ${e.message}`;
+      }
+      r.ms = msSince(t0);
+      if (r.got) lock.release();
+      putJson(shm, r);
+      exit(r.got ? 0 : 2);
+    }
+    await sleep(300); // the child is waiting for the lock now
+    go.set(); // the worker releases it, in the parent
+    const info = await exitedWithin(child, 8000);
+    if (!info) return bad('the forked child did not finish within 8 s');
+    const r = getJson(shm);
+    if (!r) return bad(`the forked child reported nothing (exit ${info.code ?? info.signal})`);
+    if (r.owned || r.tryNow) return bad("the child could take the lock while the parent's worker_thread held it", r.ms);
+    if (r.error) return bad(`the child's acquire() threw ${r.error}`, r.ms);
+    if (!r.got) return bad("the child's acquire() timed out after 5 s", r.ms);
+    if (info.code !== 0) return bad(`the forked child exited with ${info.code ?? info.signal}`, r.ms);
+    const [exitCode] = await Promise.race([workerExit, sleep(5000).then(() => [null])]);
+    if (exitCode !== 0) return bad(`the worker_thread did not end cleanly (${exitCode})`, r.ms);
+    if (!lock.acquire({ timeout: 1000 })) return bad('the lock is not free in the parent afterwards', r.ms);
+    lock.release();
+    return {
+      ...ok(
+        "fork() alone refuses (a worker_thread runs); fork({ force: true }): the child's try-acquire fails (the parent's " +
+        "worker holds the lock), its acquire() returns true as soon as the worker releases it in the parent",
+        r.ms,
+      ),
+      message: refused.message,
+    };
+  } finally {
+    await reapForked(child);
+    go.set();
+    await Promise.race([workerExit, sleep(3000)]);
+    await worker.terminate();
+    lock.close();
+    held.close();
+    go.close();
+    shm.close();
+  }
+}
+
+const FORK_SCENARIOS = { randomIds: forkRandomIds, lockHeldByThread: forkLockHeldByThread };
+
+/** In the demo process: runs a fork scenario in `node --single-threaded` (bounded by hardMs). */
+async function forkScenario(name, hardMs) {
+  const r = await runJson(process.execPath, ['--single-threaded', SELF, '--fork-scenario', name], hardMs);
+  if (!r.json) return bad(`the --single-threaded child failed: ${r.error}`);
+  return r.json;
+}
+
+/** In the --single-threaded child: runs one fork scenario, prints its result as JSON. */
+async function forkScenarioMain(name) {
+  const fn = FORK_SCENARIOS[name];
+  let r;
+  try {
+    r = fn ? await fn() : bad(`unknown fork scenario '${name}'`);
+  } catch (e) {
+    r = bad(`unexpected ${e?.name ?? 'error'}: ${e?.message ?? e}`);
+  }
+  process.stdout.write(`${JSON.stringify(r)}\n`, () => process.exit(0));
+}
+
+/** Row 9, in this process (no --single-threaded): fork() with a worker_thread and an fs request in flight. */
+async function fsForkRefused() {
+  const worker = new Worker('setTimeout(() => {}, 20000)', { eval: true }); // an idle worker_thread
+  let reading = null;
+  let child = null;
+  try {
+    await once(worker, 'online');
+    reading = fs.promises.readFile(ROLES); // a libuv threadpool request, in flight until the loop runs
+    const safety = forkSafety();
+    if (safety.safe) return bad('forkSafety() says this process is safe to fork');
+    let err = null;
+    const t0 = nowNs();
+    try {
+      child = fork();
+      if (child === null) exit(99); // a regression forked: the child leaves at once
+    } catch (e) {
+      err = e;
+    }
+    const ms = msSince(t0);
+    await reading;
+    if (child) return bad('fork() forked this process', ms);
+    if (!(err instanceof ForkUnsafeError) || err.code !== 'ERR_FORKSAFE_FORK_UNSAFE') {
+      return bad(err ? `unexpected ${err.name}: ${err.message}` : 'fork() did not throw', ms);
+    }
+    const said = [
+      [/single-threaded/, 'node not started with --single-threaded'],
+      [/worker_thread/, 'a worker_thread running'],
+      [/threadpool/, 'an fs request in flight on the libuv threadpool'],
+    ];
+    const missing = said.filter(([re]) => !err.reasons.some((x) => re.test(x))).map(([, what]) => what);
+    if (missing.length) return bad(`ForkUnsafeError does not name: ${missing.join(', ')}`, ms);
+    return {
+      ...ok(`fork() throws ForkUnsafeError, nothing forked; err.reasons (${err.reasons.length}): ${said.map(([, w]) => w).join('; ')}`, ms),
+      message: err.message,
+    };
+  } finally {
+    await reapForked(child);
+    await reading?.catch(() => {});
+    await worker.terminate();
+  }
+}
+
 // ---------------------------------------------------------------- Python side
 
 const PYTHON = process.env.DEMO_PYTHON || 'python3';
-const pyGroups = new Set(); // process-group ids of running Python scripts
+const pyGroups = new Set(); // process-group ids of running Python scripts and --single-threaded children
 
 function killGroup(pgid) {
   try {
@@ -312,15 +580,20 @@ function probePython() {
   return { version, why: null };
 }
 
-/**
- * Runs demo/python/<script> in its own process group and parses the JSON line it
- * prints. The whole group is SIGKILLed after hardMs, and once the script is done
- * (so no multiprocessing child can outlive it).
- */
+/** Runs demo/python/<script> (see runJson). */
 function runPython(script, args, hardMs) {
+  return runJson(PYTHON, [path.join(PYDIR, script), ...args.map(String)], hardMs);
+}
+
+/**
+ * Runs `command argv` in its own process group and parses the JSON line it prints
+ * last. The whole group is SIGKILLed after hardMs, and once the command is done
+ * (so no multiprocessing or fork() child can outlive it).
+ */
+function runJson(command, argv, hardMs) {
   return new Promise((resolve) => {
     const t0 = nowNs();
-    const child = spawn(PYTHON, [path.join(PYDIR, script), ...args.map(String)], {
+    const child = spawn(command, argv, {
       detached: true, // own process group: the hard kill reaches its children too
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
@@ -419,6 +692,45 @@ function pyAsyncBlocksLoop(j) {
   };
 }
 
+function pyRandomAfterFork(j) {
+  const dupes = j.uuid1_default?.cross_dupes ?? 0;
+  const inst = j.random_instance?.same_sequence === true;
+  const fine = ['random_module', 'uuid4'].filter((k) => j[k] && !j[k].same_sequence && j[k].cross_dupes === 0);
+  const parts = [];
+  parts.push(dupes
+    ? `uuid.uuid1(): ${dupes} of the child's ${j.n_uuid1_each.toLocaleString('en-US')} ids were also made by the parent`
+    : `uuid.uuid1(): no duplicate in ${j.n_uuid1_each.toLocaleString('en-US')} ids each`);
+  parts.push(inst
+    ? 'a random.Random() made before fork gives both processes the same sequence'
+    : 'a random.Random() made before fork was reseeded');
+  const note = fine.length === 2 ? ' (the random module and uuid4 are reseeded: fine)' : '';
+  return { text: parts.join('; ') + note, ms: null, bug: dupes > 0 || inst };
+}
+
+function pyForkLockHeld(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (j.child_acquired === false) {
+    return {
+      text: `the parent gets the lock when the holder releases it (${fmtMs(j.parent_waited_ms)}); the child's ` +
+        `acquire(timeout=${j.timeout_s}) fails: its copy stays locked, its holder thread does not exist there ` +
+        `(without a timeout: hangs forever)${j.warning ? `; os.fork() warned: ${j.warning}` : ''}`,
+      ms: j.child_waited_ms,
+      bug: true,
+    };
+  }
+  return { text: `the child acquired the lock${j.child_acquired == null ? ' (no report)' : ''}`, ms: j.child_waited_ms, bug: false };
+}
+
+function pyForkWithThreads(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (!j.forked) return { text: 'os.fork() refused', ms: null, bug: false };
+  const warned = j.warning ? `only a warning (${j.warning.split(':')[0]})` : 'no warning at all';
+  const stopped = j.child_counter_advanced === false && j.parent_counter_advanced
+    ? "; the child has 1 thread: the worker thread's loop silently stopped there (its counter is frozen)"
+    : `; the child has ${j.child_threads} thread(s)`;
+  return { text: `os.fork() goes ahead with ${j.parent_threads} threads running, ${warned}${stopped}`, ms: null, bug: true };
+}
+
 // ---------------------------------------------------------------- the scenarios
 
 const ROWS = [
@@ -483,6 +795,48 @@ const ROWS = [
       'acquireAsync() waits on a native waiter thread (not the libuv threadpool) and resolves the promise on ' +
       'this thread when the lock is ours: the ticker never stops.',
   },
+  {
+    title: 'Random ids after fork',
+    py: { script: 'fork_uuid.py', args: [20000], hardMs: 10_000, read: pyRandomAfterFork },
+    fs: () => forkScenario('randomIds', 12_000),
+    fixed: 'no id made twice',
+    legend:
+      'Seed 001: "the first call to uuid1 sets up a global state, which is then copied to all processes". fork() ' +
+      'copies every generator\'s state. Python (os.fork, both processes drawing at once): uuid1() makes some ids ' +
+      'twice, and a random.Random() created before the fork gives both the same sequence (Python reseeds only ' +
+      'its module-level generator). Node has the same bug: crypto.randomUUID() serves from a cached batch of 128 ' +
+      'ids and V8\'s Math.random() is never reseeded; both are measured here in the forked child (the batch ' +
+      'forksafe discards, and V8\'s generator through a reference kept from before fork()). forksafe\'s child ' +
+      'uses up that batch and gets a Math.random() seeded from the OS; OpenSSL (crypto.randomBytes) reseeds by ' +
+      'itself (time: fork() to the comparison).',
+  },
+  {
+    title: 'Lock held by another thread at fork time',
+    py: { script: 'fork_lock_held.py', args: [2], hardMs: 10_000, read: pyForkLockHeld },
+    fs: () => forkScenario('lockHeldByThread', 12_000),
+    fixed: 'the child gets the lock',
+    legend:
+      'Seeds 002/001: fork() copies a lock held by another thread in its locked state, but not the thread: the ' +
+      'child waits forever. Python: a thread holds a threading.Lock for 0.3 s while the main thread forks. ' +
+      'forksafe: a worker_thread holds a getContext(\'fork\') Lock while the main thread forks. fork() refuses ' +
+      'while a worker runs (message below), so the demo forces it ({ force: true }). The lock lives in shared ' +
+      'memory, so it is the same lock in both processes and knows its owner: the child waits for the worker in ' +
+      'the parent and gets the lock when it is released (time: the child\'s wait). Had the worker died holding ' +
+      'it, the child would get OwnerDiedError instead.',
+  },
+  {
+    title: 'fork() in a process that cannot be forked safely',
+    py: { script: 'fork_with_threads.py', args: [], hardMs: 10_000, read: pyForkWithThreads },
+    fs: fsForkRefused,
+    fixed: 'refuses and says why',
+    legend:
+      'A fork() child has only the thread that called fork(): other threads, their locks and their work in ' +
+      'flight are gone (row 8). Python forks anyway (3.11 and older silently, 3.12+ with a DeprecationWarning). ' +
+      'forksafe\'s fork() checks first (forkSafety()) and throws ForkUnsafeError listing every reason. This demo ' +
+      'process has three: it was not started with --single-threaded (V8 would wait in the child for its ' +
+      'background threads), an idle worker_thread runs, and an fs.promises.readFile() is in flight. ' +
+      '{ force: true } forks anyway, at your own risk. What fork() does about each hazard: docs/fork.md.',
+  },
 ];
 
 // ---------------------------------------------------------------- table printing
@@ -544,7 +898,7 @@ async function main() {
   const cols = Math.min(Math.max(process.stdout.columns || 110, 84), 140);
   const py = probePython();
 
-  console.log('forksafe demo: real bugs of Python multiprocessing, run for real, next to forksafe');
+  console.log('forksafe demo: real bugs of Python multiprocessing and os.fork(), run for real, next to forksafe');
   console.log(`node ${process.version}; python: ${py.version ? `${PYTHON} ${py.version}` : `skipped (${py.why})`}`);
   console.log('');
 
@@ -588,7 +942,7 @@ async function main() {
     else verdict = 'forksafe OK (Python run failed)';
     return [`${i + 1}. ${row.title}`, p ? cell(p) : 'skipped (no python3)', `${f.ok ? '' : 'FAILED: '}${cell(f)}`, verdict];
   });
-  const pyHeader = py.version ? `The naive way: Python ${py.version} multiprocessing` : 'The naive way: Python multiprocessing';
+  const pyHeader = py.version ? `The naive way: Python ${py.version}` : 'The naive way: Python';
   console.log(table(['Scenario', pyHeader, 'forksafe', 'Verdict'], rows, [0.2, 0.3, 0.33, 0.17], cols));
   if (!py.version) {
     console.log(`\nThe Python column was skipped: ${py.why}. Install python3 (or set DEMO_PYTHON) to see it.`);
@@ -604,7 +958,8 @@ async function main() {
   console.log('');
   console.log(indent(
     'Python columns: demo/python/*.py (each stopped by its own watchdog or timeout, then killed with its ' +
-    'children after a hard limit). forksafe columns: demo/run.mjs with child roles in demo/roles.cjs.',
+    'children after a hard limit). forksafe columns: demo/run.mjs with child roles in demo/roles.cjs; rows 7 ' +
+    'and 8 run in `node --single-threaded demo/run.mjs --fork-scenario <name>` (fork() needs that flag).',
     cols, '',
   ));
 
@@ -618,7 +973,12 @@ async function main() {
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exitCode = 1;
-});
+const sub = process.argv.indexOf('--fork-scenario');
+if (sub >= 0) {
+  forkScenarioMain(process.argv[sub + 1]);
+} else {
+  main().catch((e) => {
+    console.error(e);
+    process.exitCode = 1;
+  });
+}

@@ -84,6 +84,7 @@ export interface Binding {
   exitNow(code: number): never;
   token(): number;
   pid(): number;
+  activeRequests(): number;
   reapPidfd(fd: number): { code: number | null; signal: number } | null;
   pidfdKill(fd: number, signal: number): number;
   pidfdOpen(pid: number): number;

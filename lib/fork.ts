@@ -56,13 +56,21 @@ export function forkSafety(): { safe: boolean; reasons: string[] } {
     reasons.push(`${liveWorkers.size} worker_thread(s) running (a child would have none of them); terminate them first`);
   }
   const pool = process.getActiveResourcesInfo().filter((r) => THREADPOOL.test(r));
-  if (pool.length > 0) {
+  const reqs = binding.activeRequests(); // also counts crypto/zlib jobs, which the list above omits
+  if (pool.length > 0 || reqs > 0) {
     const counts = new Map<string, number>();
     for (const r of pool) counts.set(r, (counts.get(r) ?? 0) + 1);
+    const named = [...counts].map(([k, n]) => `${k} x${n}`).join(', ');
     reasons.push(
-      `libuv threadpool requests in flight (${[...counts].map(([k, n]) => `${k} x${n}`).join(', ')}): ` +
-        'await them before fork() (their completion would be lost in the child)',
+      `${Math.max(reqs, pool.length)} libuv request(s) in flight (threadpool work: fs, dns, crypto, zlib; or socket ` +
+        `writes)${named ? ` (${named})` : ''}: await them before fork() (their completion would be lost in the child)`,
     );
+  }
+  for (const [name, s] of [['stdout', process.stdout], ['stderr', process.stderr]] as const) {
+    const pendingBytes = (s as { writableLength?: number }).writableLength ?? 0;
+    if (pendingBytes > 0) {
+      reasons.push(`process.${name} has ${pendingBytes} bytes not yet written: wait for its 'drain' event (the child would write them again)`);
+    }
   }
   return { safe: reasons.length === 0, reasons };
 }
@@ -94,19 +102,26 @@ export function exit(code = 0): never {
   throw new Error('unreachable');
 }
 
-function xorshift128plus(): () => number {
-  const seed = crypto.randomBytes(16);
-  let s0 = seed.readBigUInt64LE(0) | 1n;
-  let s1 = seed.readBigUInt64LE(8) | 2n;
-  const MASK = (1n << 64n) - 1n;
-  return () => {
-    let x = s0;
-    const y = s1;
-    s0 = y;
-    x = (x ^ (x << 23n)) & MASK;
-    s1 = x ^ y ^ (x >> 17n) ^ (y >> 26n);
-    return Number((s1 + y) & ((1n << 53n) - 1n)) / 2 ** 53;
+// xoshiro128** (32-bit words, Math.imul): two outputs make one 53-bit double.
+function freshRandom(): () => number {
+  const seed = new Uint32Array(crypto.randomBytes(16).buffer.slice(0, 16));
+  let a = seed[0] | 1, b = seed[1], c = seed[2], d = seed[3];
+  const next = (): number => {
+    const r = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
+    const t = b << 9;
+    c ^= a;
+    d ^= b;
+    b ^= c;
+    a ^= d;
+    c ^= t;
+    d = rotl(d, 11);
+    return r;
   };
+  return () => ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
 }
 
 function setUpChild(): void {
@@ -117,15 +132,23 @@ function setUpChild(): void {
   // the child would repeat the parent's next ids. Use up that batch; the
   // refill comes from OpenSSL, which reseeds after fork.
   for (let i = 0; i < 128; i++) crypto.randomUUID();
+  // crypto.randomInt() serves from a 6 KiB cache too (6 bytes a call).
+  for (let i = 0; i < 1024; i++) crypto.randomInt(1);
   // Math.random continues the parent's sequence and V8 has no reseed: a fresh
   // generator seeded from the OS.
-  Math.random = xorshift128plus();
+  Math.random = freshRandom();
   // Every exit path ends in _exit with the code Node would have used: Node's
   // own teardown touches threads a forked child does not have.
   (process as unknown as { reallyExit(code?: number): void }).reallyExit = (code?: number) => {
     binding.exitNow(typeof code === 'number' ? code : 0);
   };
-  process.on('beforeExit', () => process.exit());
+  // The loop ran dry: exit as Node would — unless a 'beforeExit' listener
+  // scheduled more work (then the loop goes on and this comes back).
+  process.on('beforeExit', () => {
+    setImmediate(() => {
+      if (process.getActiveResourcesInfo().filter((r) => r !== 'Immediate').length === 0) process.exit();
+    });
+  });
   process.on('uncaughtException', (err) => {
     if (err instanceof ForkChildUnwind) return;
     if (process.listenerCount('uncaughtException') > 1) return; // the program handles it

@@ -8,7 +8,7 @@ import * as v8 from 'node:v8';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
-import { ForksafeError, invalidArgType } from './errors';
+import { ContextError, ForksafeError, invalidArgType } from './errors';
 import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
@@ -74,6 +74,7 @@ const SIGNAMES: Record<number, NodeJS.Signals> = Object.fromEntries(
 export class Process {
   /** @internal */ _method: StartMethod;
   /** @internal */ _opts: ProcessOptions;
+  /** @internal */ _owner = process.pid;
   /** @internal */ _child: child_process.ChildProcess | null = null;
   /** @internal */ _pidfd = -1;
   /** @internal */ _exit: ExitInfo | null = null;
@@ -128,6 +129,7 @@ export class Process {
   /** Spawns the child. Context rules are checked first: nothing starts if they fail. */
   start(): this {
     if (this._child) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
+    this._checkOwner('start()');
     const t = this._opts.target as { module: string; export?: string };
     const fds = new Set<number>();
     const args = toWire(this._opts.args ?? [], this._method, `a Process`, fds);
@@ -208,9 +210,17 @@ export class Process {
     return (this._exit ?? this._joined)?.signal ?? null;
   }
 
+  /** @internal Context rule 5: a Process handle works only in the process that started it. */
+  _checkOwner(what: string): void {
+    if (this._owner !== process.pid) {
+      throw new ContextError(`Process.${what}: this Process was started by process ${this._owner}, not by ${process.pid} (a fork() child has a copy of it)`);
+    }
+  }
+
   /** Blocks until the child exits (true) or the timeout passes (false). Does not reap. */
   join(opts?: { timeout?: number }): boolean {
     if (!this._child) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    this._checkOwner('join()');
     if (this._exit || this._joined) return true;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const timeout = opts === undefined ? -1 : (require('./validate') as typeof import('./validate')).timeoutOf(opts);
@@ -225,6 +235,7 @@ export class Process {
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     if (!this._child) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    this._checkOwner('kill()');
     if (this._exit || this._joined) return;
     this._child.kill(signal);
   }
@@ -279,11 +290,21 @@ export class ForkProcess {
     const opts = this._opts;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { fork } = require('./fork') as typeof import('./fork');
-    const child = fork(async () => {
+    const setup = (): void => {
       if (opts.name) process.title = opts.name;
       if (opts.env) process.env = { ...opts.env };
-      const t = opts.target;
-      if (typeof t === 'function') return (t as (...a: unknown[]) => unknown)(...args);
+    };
+    const t0 = opts.target;
+    // A function target runs synchronously inside fork(): a synchronous one
+    // exits there, so none of the caller's code (catch/finally) runs in the child.
+    const child = (typeof t0 === 'function'
+      ? fork(() => {
+        setup();
+        return (t0 as (...a: unknown[]) => unknown)(...args);
+      })
+      : fork(async () => {
+      setup();
+      const t = t0 as { module: string; export?: string };
       const ns = (await dynamicImport(pathToFileURL(resolveModule(t.module)).href)) as Record<string, unknown>;
       const d = ns.default as { default?: unknown; [k: string]: unknown } | undefined;
       const fn = t.export !== undefined
@@ -291,7 +312,7 @@ export class ForkProcess {
         : (typeof d === 'function' ? d : d?.default);
       if (typeof fn !== 'function') throw new TypeError(`forksafe: module '${t.module}' has no function to run (target.export)`);
       return (fn as (...a: unknown[]) => unknown)(...args);
-    }) as import('./fork').ForkedChild;
+    })) as import('./fork').ForkedChild;
     this._child = child;
     child.exited.then((e) => this._resolve(e));
     return this;
