@@ -37,6 +37,7 @@ export interface Binding {
   segInfo(seg: number): SegInfo | null;
   stats(): { mapped: number; arenas: number; shm: number; views: number };
   pidAlive(pid: number): boolean;
+  releaseThreadRefs(): void;
 
   lockAcquire(buf: ArrayBuffer, off: number, token: number, timeout: number, recursive: boolean): number;
   lockSettle(buf: ArrayBuffer, off: number, token: number): number;

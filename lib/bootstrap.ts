@@ -47,10 +47,16 @@ async function main(): Promise<number> {
   return typeof result === 'number' && Number.isInteger(result) && result >= 0 && result <= 255 ? result : 0;
 }
 
+// Node runs no cleanup hooks on process.exit(): give back this process's slot
+// references (and abandon locks still held) on 'exit' — whether the target
+// returns or calls process.exit() itself.
+process.on('exit', () => binding.releaseThreadRefs());
+const exitWith = (code: number): never => process.exit(code);
+
 main().then(
-  (code) => process.exit(code),
+  (code) => exitWith(code),
   (err) => {
     console.error(err);
-    process.exit(1);
+    exitWith(1);
   },
 );

@@ -55,14 +55,17 @@ export function forkSafety(): { safe: boolean; reasons: string[] } {
   if (liveWorkers.size > 0) {
     reasons.push(`${liveWorkers.size} worker_thread(s) running (a child would have none of them); terminate them first`);
   }
-  const pool = process.getActiveResourcesInfo().filter((r) => THREADPOOL.test(r));
-  const reqs = binding.activeRequests(); // also counts crypto/zlib jobs, which the list above omits
-  if (pool.length > 0 || reqs > 0) {
+  // The loop's own count of requests in flight is the truth (it includes
+  // crypto/zlib jobs, and getActiveResourcesInfo() may list a request whose
+  // callback is running right now); the names only describe them.
+  const reqs = binding.activeRequests();
+  const pool = reqs > 0 ? process.getActiveResourcesInfo().filter((r) => THREADPOOL.test(r)) : [];
+  if (reqs > 0) {
     const counts = new Map<string, number>();
     for (const r of pool) counts.set(r, (counts.get(r) ?? 0) + 1);
     const named = [...counts].map(([k, n]) => `${k} x${n}`).join(', ');
     reasons.push(
-      `${Math.max(reqs, pool.length)} libuv request(s) in flight (threadpool work: fs, dns, crypto, zlib; or socket ` +
+      `${reqs} libuv request(s) in flight (threadpool work: fs, dns, crypto, zlib; or socket ` +
         `writes)${named ? ` (${named})` : ''}: await them before fork() (their completion would be lost in the child)`,
     );
   }
@@ -142,12 +145,15 @@ function setUpChild(): void {
   (process as unknown as { reallyExit(code?: number): void }).reallyExit = (code?: number) => {
     binding.exitNow(typeof code === 'number' ? code : 0);
   };
-  // The loop ran dry: exit as Node would — unless a 'beforeExit' listener
-  // scheduled more work (then the loop goes on and this comes back).
+  // The loop ran dry: Node emits 'exit' and then tears down (which would
+  // crash here). Once 'beforeExit' has been seen, an 'exit' listener placed
+  // after every listener registered so far ends the process with _exit.
+  // (A 'beforeExit' listener that schedules more work keeps the loop going.)
+  let armed = false;
   process.on('beforeExit', () => {
-    setImmediate(() => {
-      if (process.getActiveResourcesInfo().filter((r) => r !== 'Immediate').length === 0) process.exit();
-    });
+    if (armed) return;
+    armed = true;
+    process.once('exit', (code) => binding.exitNow(typeof code === 'number' ? code : 0));
   });
   process.on('uncaughtException', (err) => {
     if (err instanceof ForkChildUnwind) return;
@@ -155,9 +161,47 @@ function setUpChild(): void {
     process.stderr.write(`${util.inspect(err)}\n`);
     process.exit(1);
   });
+  makeStdioSynchronous();
   liveWorkers.clear();
   forgetAfterFork(new ContextError('this async wait was started in the parent process before fork(): it does not exist in the child'));
   for (const fn of childSetups) fn();
+}
+
+// stdout/stderr on a pipe or socket are asynchronous in Node: what libuv has
+// queued when the child _exit()s would be lost. In the child they write
+// synchronously instead (as Node does for files), waiting out EAGAIN.
+function makeStdioSynchronous(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('node:fs') as typeof import('node:fs');
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (const [stream, fd] of [[process.stdout, 1], [process.stderr, 2]] as const) {
+    const s = stream as unknown as {
+      _type?: string; _isStdio?: boolean;
+      _write(chunk: Buffer, enc: string, cb: (e?: Error | null) => void): void;
+      _writev?: unknown;
+    };
+    if (s._type !== 'pipe') continue; // files and ttys are written synchronously already
+    const writeAll = (buf: Buffer): void => {
+      let off = 0;
+      while (off < buf.length) {
+        try {
+          off += fs.writeSync(fd, buf, off, buf.length - off);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+          Atomics.wait(nap, 0, 0, 1); // the reader is slow: wait 1 ms
+        }
+      }
+    };
+    s._write = (chunk, enc, cb) => {
+      try {
+        writeAll(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as unknown as string, enc as BufferEncoding));
+        cb();
+      } catch (e) {
+        cb(e as Error);
+      }
+    };
+    s._writev = undefined;
+  }
 }
 
 function runHooks(kind: 'parent' | 'child'): void {
@@ -320,6 +364,7 @@ export function fork(main?: () => unknown, opts?: { force?: boolean }): ForkedCh
   try {
     result = main();
   } catch (e) {
+    if (e instanceof ForkChildUnwind) throw e; // main forked again: this is the grandchild
     process.stderr.write(`${util.inspect(e)}\n`);
     process.exit(1);
   }
@@ -330,6 +375,7 @@ export function fork(main?: () => unknown, opts?: { force?: boolean }): ForkedCh
   (result as PromiseLike<unknown>).then(
     (v) => process.exit(exitCodeOf(v)),
     (e) => {
+      if (e instanceof ForkChildUnwind) return; // main forked again: this is the grandchild
       process.stderr.write(`${util.inspect(e)}\n`);
       process.exit(1);
     },

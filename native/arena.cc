@@ -46,6 +46,25 @@ void AbandonHeld(uint8_t* base, SlotHeader* slot, void* ctx) {
   (void)base;
 }
 
+}  // namespace
+
+// The process is about to exit (a spawn child's bootstrap, a fork()ed child's
+// _exit): locks this thread holds are abandoned and the slot references it
+// holds are dropped now, since Node runs no cleanup hooks on process.exit().
+// Mappings stay: the process is ending anyway.
+void ReleaseThreadRefs(EnvData* s) {
+  uint32_t token = s->token;
+  for_each_slot(AbandonHeld, &token);
+  for (auto& kv : s->slots) {
+    uint32_t seg = static_cast<uint32_t>(kv.first >> 32);
+    uint64_t off = kv.first & 0xFFFFFFFFu;
+    for (int64_t i = 0; i < kv.second; i++) slot_unref(seg, off);
+  }
+  s->slots.clear();
+}
+
+namespace {
+
 // A JS thread is going away (worker terminated, or process teardown): locks
 // it still holds are abandoned (next acquirer: OwnerDiedError), references
 // and views it never gave back are given back, and its index is freed.
@@ -327,6 +346,12 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value ReleaseRefs(const Napi::CallbackInfo& info) {
+  EnvState* s = State(info.Env());
+  if (s) ReleaseThreadRefs(s);
+  return info.Env().Undefined();
+}
+
 Napi::Value PidAlive(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), process_alive(ArgU32(info, 0), 0) == 1);
 }
@@ -346,6 +371,7 @@ void RegisterArena(Napi::Env env, Napi::Object exports) {
   exports.Set("dropBuffer", Napi::Function::New(env, DropBuffer, "dropBuffer"));
   exports.Set("segInfo", Napi::Function::New(env, SegInfo, "segInfo"));
   exports.Set("stats", Napi::Function::New(env, Stats, "stats"));
+  exports.Set("releaseThreadRefs", Napi::Function::New(env, ReleaseRefs, "releaseThreadRefs"));
   exports.Set("pidAlive", Napi::Function::New(env, PidAlive, "pidAlive"));
 }
 

@@ -32,7 +32,10 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
   }
   // uv_loop_fork runs in the child before signals are unblocked, so no
   // signal can reach the parent's signal pipe through the child's loop.
-  int pid = fork_blocked([](void* l) { uv_loop_fork(static_cast<uv_loop_t*>(l)); }, loop);
+  int pid = fork_blocked([](void* l) {
+    uv_loop_fork(static_cast<uv_loop_t*>(l));
+    stdio_own_blocking();
+  }, loop);
   if (pid < 0) {
     ThrowSystemError(env, pid, "fork");
     return env.Undefined();
@@ -54,6 +57,8 @@ Napi::Value Fork(const Napi::CallbackInfo& info) {
 
 Napi::Value ExitNow(const Napi::CallbackInfo& info) {
   int code = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+  EnvData* d = GetEnvData(info.Env());
+  if (d) ReleaseThreadRefs(d);  // references inherited at fork, and any taken since
   exit_now(code & 0xFF);
 }
 

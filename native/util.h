@@ -38,6 +38,7 @@ struct EnvData {
   void* async = nullptr;  // waiter.cc's per-thread state
 };
 EnvData* GetEnvData(Napi::Env env);
+void ReleaseThreadRefs(EnvData* d);  // arena.cc
 void NoteView(Napi::Env env, uint32_t seg, int64_t delta);
 
 inline uint32_t ArgU32(const Napi::CallbackInfo& info, size_t i) {

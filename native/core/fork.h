@@ -21,6 +21,11 @@ int fork_blocked(void (*in_child)(void* ctx), void* ctx);
 void registry_after_fork_child();
 void slot_addref_inherited(uint32_t seg, uint64_t off, int64_t n);
 
+// In the child: stdout/stderr pipes get an open file description of their own,
+// in blocking mode, so that what the child writes is written before _exit and
+// the parent's O_NONBLOCK flag is not shared. Files, ttys and sockets are left.
+void stdio_own_blocking();
+
 // _exit(2): ends the process without atexit handlers or static destructors
 // (Node's teardown would touch threads a forked child does not have).
 [[noreturn]] void exit_now(int code);

@@ -6,7 +6,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/platform.h"
@@ -95,6 +97,19 @@ int fork_blocked(void (*in_child)(void* ctx), void* ctx) {
   }
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return pid;
+}
+
+void stdio_own_blocking() {
+  for (int fd = 1; fd <= 2; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
+    char path[32];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    int nfd = open(path, O_WRONLY | O_CLOEXEC);
+    if (nfd < 0) continue;
+    dup2(nfd, fd);  // dup2 clears FD_CLOEXEC on fd; the new description is blocking
+    close(nfd);
+  }
 }
 
 void exit_now(int code) { _exit(code); }
