@@ -8,12 +8,9 @@ import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
+import { dynamicImport } from './util';
 import type { BootPayload } from './process';
 
-// A real dynamic import (tsc would turn `import()` into require() under
-// CommonJS output), so that ESM targets work as well as CommonJS ones.
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
-const dynamicImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
 
 async function main(): Promise<number> {
   const payload = v8.deserialize(fs.readFileSync(3)) as BootPayload;

@@ -60,6 +60,25 @@ export class Condition extends Primitive {
     }
   }
 
+  /** @internal A wait's status: notified (true), timed out (false), or the lock's recovery errors. */
+  _result(st: number, what: string): boolean {
+    const lock = this._lock;
+    switch (st) {
+      case S.OK:
+        return true;
+      case S.TIMED_OUT:
+        return false;
+      case S.OWNER_DIED: {
+        const i32 = lock._i32 as Int32Array;
+        throw new OwnerDiedError(i32[lock._base + LOCK_DIED_PID_I], i32[lock._base + LOCK_DIED_TID_I], `${what} re-acquiring its lock`);
+      }
+      case S.NOT_RECOVERABLE:
+        throw new NotRecoverableError(`${what}: the lock is not recoverable`);
+      default:
+        throw unexpected(st, what);
+    }
+  }
+
   /** The underlying lock. */
   get lock(): Lock | RLock {
     return this._lock as Lock | RLock;
@@ -89,22 +108,8 @@ export class Condition extends Primitive {
       lock._buf as ArrayBuffer, lock._off, lock._recursive,
       this._buf as ArrayBuffer, this._off, TOKEN, opts === undefined ? -1 : timeoutOf(opts),
     );
-    switch (st) {
-      case S.OK:
-        return true;
-      case S.TIMED_OUT:
-        return false;
-      case S.NOT_OWNER:
-        throw new NotOwnerError('Condition.wait(): cannot wait on an un-acquired lock');
-      case S.OWNER_DIED: {
-        const i32 = lock._i32 as Int32Array;
-        throw new OwnerDiedError(i32[lock._base + LOCK_DIED_PID_I], i32[lock._base + LOCK_DIED_TID_I], 'Condition.wait() re-acquiring its lock');
-      }
-      case S.NOT_RECOVERABLE:
-        throw new NotRecoverableError('Condition.wait(): the lock is not recoverable');
-      default:
-        throw unexpected(st, 'Condition.wait()');
-    }
+    if (st === S.NOT_OWNER) throw new NotOwnerError('Condition.wait(): cannot wait on an un-acquired lock');
+    return this._result(st, 'Condition.wait()');
   }
 
   /** Waits until pred() is truthy; returns its last value as a boolean (false on timeout). */
@@ -147,22 +152,7 @@ export class Condition extends Primitive {
         if (id < 0) throw badHandle('condition slot is not valid');
         return id;
       }, {
-        map: (st) => {
-          switch (st) {
-            case S.OK:
-              return true;
-            case S.TIMED_OUT:
-              return false;
-            case S.OWNER_DIED: {
-              const i32 = lock._i32 as Int32Array;
-              throw new OwnerDiedError(i32[lock._base + LOCK_DIED_PID_I], i32[lock._base + LOCK_DIED_TID_I], 'Condition.waitAsync() re-acquiring its lock');
-            }
-            case S.NOT_RECOVERABLE:
-              throw new NotRecoverableError('Condition.waitAsync(): the lock is not recoverable');
-            default:
-              throw unexpected(st, 'Condition.waitAsync()');
-          }
-        },
+        map: (st) => this._result(st, 'Condition.waitAsync()'),
       }, () => this._idle());
     } catch (e) {
       return Promise.reject(e);

@@ -8,6 +8,9 @@ import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType } from './
 import { setToken } from './runtime';
 import { forgetAfterFork } from './async';
 import { timeoutOf, validateObject } from './validate';
+import { ExitInfo, exitInfo, signalNumber } from './util';
+
+export type { ExitInfo };
 
 export interface AtforkHooks {
   prepare?(): void;
@@ -218,17 +221,6 @@ function runHooks(kind: 'parent' | 'child'): void {
 
 // ---- the parent's view of a child ------------------------------------------------------------
 
-const SIGNAMES: Record<number, NodeJS.Signals> = Object.fromEntries(
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  Object.entries(require('node:os').constants.signals as Record<string, number>).map(([k, v]) => [v, k as NodeJS.Signals]),
-);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const SIGNUMS = require('node:os').constants.signals as Record<string, number>;
-
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
 
 const children = new Map<number, ForkedChild>();
 let keepAlive: NodeJS.Timeout | null = null;
@@ -300,7 +292,7 @@ export class ForkedChild {
     if (this._exit || this._pidfd < 0) return;
     const r = binding.reapPidfd(this._pidfd);
     if (r === null) return;
-    this._exit = { code: r.code, signal: r.signal ? (SIGNAMES[r.signal] ?? null) : null };
+    this._exit = exitInfo(r);
     binding.closeFd(this._pidfd);
     this._pidfd = -1;
     unwatch(this);
@@ -329,7 +321,7 @@ export class ForkedChild {
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     this._check('kill()');
     if (this._exit) return;
-    const n = typeof signal === 'number' ? signal : SIGNUMS[signal];
+    const n = signalNumber(signal);
     if (n === undefined) throw invalidArgType('signal', 'a signal name or number', signal);
     binding.pidfdKill(this._pidfd, n);
   }

@@ -13,6 +13,7 @@ import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
 import { validateObject } from './validate';
+import { ExitInfo, dynamicImport, exitInfo } from './util';
 
 export type Target = ((...args: never[]) => unknown) | { module: string; export?: string };
 
@@ -26,10 +27,7 @@ export interface ProcessOptions {
   execArgv?: string[];
 }
 
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
+export type { ExitInfo };
 
 /** The payload the bootstrap reads from fd 3. */
 export interface BootPayload {
@@ -67,9 +65,6 @@ function resolveModule(spec: string): string {
   }
 }
 
-const SIGNAMES: Record<number, NodeJS.Signals> = Object.fromEntries(
-  Object.entries(require('node:os').constants.signals as Record<string, number>).map(([k, v]) => [v, k as NodeJS.Signals]),
-);
 
 export class Process {
   /** @internal */ _method: StartMethod;
@@ -229,7 +224,7 @@ export class Process {
     if (r === null) return false;
     // Known now (exitCode/signalCode). `exited` still settles on the 'exit'
     // event, after libuv has reaped the child: no zombie is ever observable.
-    this._joined = { code: r.code, signal: r.signal ? (SIGNAMES[r.signal] ?? null) : null };
+    this._joined = exitInfo(r);
     return true;
   }
 
@@ -340,7 +335,3 @@ export class ForkProcess {
     this._child.kill(signal);
   }
 }
-
-// A real dynamic import (tsc turns `import()` into require() under CommonJS).
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
-const dynamicImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;

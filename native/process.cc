@@ -12,6 +12,14 @@ namespace {
 
 bool FdArg(const Napi::CallbackInfo& info, size_t i, int* fd);
 
+// { code, signal }: code null when a signal ended the process.
+Napi::Value ExitObject(Napi::Env env, int code, int sig) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", sig ? env.Null() : Napi::Number::New(env, code));
+  o.Set("signal", Napi::Number::New(env, sig));
+  return o;
+}
+
 Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber() || ArgF64(info, 0, 0) < 1) {
@@ -49,10 +57,7 @@ Napi::Value PidfdWait(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (r == 0) return env.Null();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("code", sig ? env.Null() : Napi::Number::New(env, code));
-  o.Set("signal", Napi::Number::New(env, sig));
-  return o;
+  return ExitObject(env, code, sig);
 }
 
 // payloadFd(bytes) -> fd: a memfd holding the bytes, offset 0, for a child to
@@ -89,10 +94,7 @@ Napi::Value ReapPidfd(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (r == 0) return env.Null();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("code", sig ? env.Null() : Napi::Number::New(env, code));
-  o.Set("signal", Napi::Number::New(env, sig));
-  return o;
+  return ExitObject(env, code, sig);
 }
 
 // pidfdKill(fd, signal): pidfd_send_signal, immune to pid reuse.
