@@ -130,6 +130,19 @@ function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
+// The child's set-up calls randomUUID/randomInt ~1,150 times; run cold in
+// every child that is compiling and page-copying each time. Warm them once
+// here, so each child inherits compiled code.
+let warmed = false;
+function warmChildSetup(): void {
+  if (warmed) return;
+  warmed = true;
+  for (let i = 0; i < 2048; i++) {
+    crypto.randomUUID();
+    crypto.randomInt(1);
+  }
+}
+
 function setUpChild(): void {
   forked = true;
   setToken(binding.token());
@@ -343,6 +356,7 @@ export function fork(main?: () => unknown, opts?: { force?: boolean }): ForkedCh
   const safety = forkSafety();
   if (!safety.safe && !force) throw new ForkUnsafeError(safety.reasons);
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.(); // a throw aborts: nothing forked
+  warmChildSetup();
   const pid = binding.fork();
   if (pid !== 0) {
     const child = new ForkedChild(pid);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -41,40 +42,44 @@ int mark_all_dofork() {
   int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   static char buf[1 << 16];
-  size_t have = 0;
+  size_t have = 0;  // bytes in buf
+  size_t pos = 0;   // start of the first unparsed line
   int ranges = 0;
   bool eof = false;
-  while (!eof || have > 0) {
-    if (!eof && have < sizeof(buf)) {
-      ssize_t n = read(fd, buf + have, sizeof(buf) - have);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        int e = errno;
-        close(fd);
-        return -e;
+  for (;;) {
+    // Parse every complete line in [pos, have).
+    for (;;) {
+      const char* line = buf + pos;
+      const char* nl = static_cast<const char*>(memchr(line, '\n', have - pos));
+      if (!nl) break;
+      const char* p = line;
+      uintptr_t start = 0, stop = 0;
+      if (parse_hex(p, nl, &start) && p < nl && *p == '-') {
+        p++;
+        if (parse_hex(p, nl, &stop) && stop > start) {
+          // [vsyscall] and similar refuse (EINVAL): nothing to do for them.
+          if (madvise(reinterpret_cast<void*>(start), stop - start, MADV_DOFORK) == 0) ranges++;
+        }
       }
-      if (n == 0) eof = true;
-      have += static_cast<size_t>(n);
+      pos = static_cast<size_t>(nl - buf) + 1;
     }
-    size_t line_end = 0;
-    while (line_end < have && buf[line_end] != '\n') line_end++;
-    if (line_end == have && !eof) {
-      if (have == sizeof(buf)) have = 0;  // absurd line: drop it
-      continue;
+    if (eof) break;
+    // Move the partial line (if any) to the front once, then read more.
+    if (pos > 0) {
+      memmove(buf, buf + pos, have - pos);
+      have -= pos;
+      pos = 0;
     }
-    const char* p = buf;
-    const char* e = buf + line_end;
-    uintptr_t start = 0, stop = 0;
-    if (parse_hex(p, e, &start) && p < e && *p == '-') {
-      p++;
-      if (parse_hex(p, e, &stop) && stop > start) {
-        // [vsyscall] and similar refuse (EINVAL): nothing to do for them.
-        if (madvise(reinterpret_cast<void*>(start), stop - start, MADV_DOFORK) == 0) ranges++;
-      }
+    if (have == sizeof(buf)) have = 0;  // an absurdly long line: drop it
+    ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int e = errno;
+      close(fd);
+      return -e;
     }
-    size_t consumed = line_end < have ? line_end + 1 : have;
-    for (size_t i = consumed; i < have; i++) buf[i - consumed] = buf[i];
-    have -= consumed;
+    if (n == 0) eof = true;
+    have += static_cast<size_t>(n);
   }
   close(fd);
   return ranges;
