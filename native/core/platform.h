@@ -57,7 +57,7 @@ int unmap(void* addr, uint64_t size);
 int close_fd(int fd);
 
 int random_bytes(void* buf, size_t n);
-// CPUs this process may run on (its affinity mask, so taskset/cgroup pinning counts).
+// Online CPUs (spinning pays off when another CPU may run the peer).
 unsigned online_cpus();
 // Gives the CPU to another runnable thread (sched_yield).
 void cpu_yield();

@@ -239,11 +239,9 @@ int random_bytes(void* buf, size_t n) {
 }
 
 unsigned online_cpus() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    int n = CPU_COUNT(&set);
-    if (n > 0) return static_cast<unsigned>(n);
-  }
+  // All online CPUs, not this process's affinity mask: a process pinned to one
+  // CPU still gains from spinning while its peer runs on another CPU, and the
+  // spin loop yields, so a peer on the same CPU is not starved.
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<unsigned>(n) : 1u;
 }
