@@ -15,7 +15,8 @@ out.push(
   `Run of ${e.date.slice(0, 10)}${e.quick ? ' (BENCH_QUICK)' : ''}: node ${e.node} (V8 ${e.v8}), ${e.cpu}, nproc ${e.nproc}, ` +
     `${e.kernel}; python ${e.python ?? '—'}; ${e.cc ?? 'no cc'}` +
     `${e.busy_before != null ? `; CPUs ${Math.round(e.busy_before * 100)}% busy before the run` : ''}` +
-    `${e.steal_during != null ? `, hypervisor steal ${(e.steal_during * 100).toFixed(1)}% during it` : ''}; took ${r.elapsed_s} s.`,
+    `${e.steal_during != null ? `, hypervisor steal ${(e.steal_during * 100).toFixed(1)}% during it` : ''}` +
+    `${e.others_busy_during != null ? `, other processes ${(e.others_busy_during * 100).toFixed(0)}% of the CPUs during it` : ''}; took ${r.elapsed_s} s.`,
   '',
 );
 for (const s of r.sections) {

@@ -1,7 +1,7 @@
 // forksafe benchmarks, side by side with C and Python baselines in one run.
 //
 //   npm run bench                 (builds dist/ and the addon first)
-//   BENCH_QUICK=1 npm run bench   (10-15 s instead of 30-40 s on 2 CPUs, plus the build)
+//   BENCH_QUICK=1 npm run bench   (15-30 s instead of 50-70 s on 2 idle CPUs, plus the build)
 //
 // Each forksafe loop runs in a fresh `node bench/measure.mjs <mode>` process;
 // C baselines (bench/baselines/bin/*) are built when `cc` exists; Python
@@ -26,10 +26,12 @@ const QUICK = !!process.env.BENCH_QUICK && process.env.BENCH_QUICK !== '0';
 const P = QUICK
   ? { loopN: 500_000, loopReps: 5, pyIters: 50_000, pyReps: 3, straceN: 1_000_000, straceReps: 1,
       ppN: 3000, ppRuns: 1, ppDiagN: 3000, cPpN: 5000, ipcN: 500, pyPpN: 1000,
-      K: 100_000, contReps: 3, pyContRuns: 1, pyK: 100_000 }
+      K: 100_000, contReps: 3, pyContRuns: 1, pyK: 100_000,
+      asyncPpN: 2000, asyncPpRuns: 1, asyncK: 50_000, asyncReps: 3, pendingN: 10_000, pendingMs: 1000, pendingRuns: 1 }
   : { loopN: 2_000_000, loopReps: 7, pyIters: 200_000, pyReps: 5, straceN: 1_000_000, straceReps: 3,
       ppN: 10_000, ppRuns: 5, ppDiagN: 5000, cPpN: 20_000, ipcN: 2000, pyPpN: 2000,
-      K: 500_000, contReps: 5, pyContRuns: 5, pyK: 100_000 };
+      K: 500_000, contReps: 5, pyContRuns: 5, pyK: 100_000,
+      asyncPpN: 5000, asyncPpRuns: 5, asyncK: 200_000, asyncReps: 5, pendingN: 10_000, pendingMs: 1000, pendingRuns: 3 };
 
 const t0 = Date.now();
 const notes = [];
@@ -90,9 +92,17 @@ if (env.busy_before != null && env.busy_before > 0.2) {
   );
 }
 
+// CPU time (clock ticks, like /proc/stat) of this process and of every child
+// it has reaped: all the measurements, C and Python baselines included.
+function ownTicks() {
+  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ').pop().split(' ');
+  return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+}
 let statAtStart = null;
+let ownAtStart = null;
 try {
   statAtStart = cpuStat();
+  ownAtStart = ownTicks();
 } catch {}
 
 let cBuilt = false;
@@ -281,11 +291,13 @@ const ec = node('event-set-clear', P.loopN, P.loopReps);
 // median of several runs, and the pinned rows (taskset / sched_setaffinity)
 // show both placements for forksafe and C alike.
 log('section 3: ping-pong round trips');
+const fromPingpong = {}; // reused by section 5: the sync Event round trip and Node IPC
 {
   const fsRuns = [];
   for (let i = 0; i < P.ppRuns; i++) fsRuns.push(node('pingpong', P.ppN, '', 'none'));
   const fsMed = fsRuns.every(Boolean) ? median(fsRuns.map((r) => r.ns)) : null;
   const ipc = node('ipc', P.ipcN);
+  Object.assign(fromPingpong, { fsMed, ipc });
   const cRuns = [];
   for (let i = 0; i < (cBuilt ? P.ppRuns : 0); i++) cRuns.push(cbin('futex_pingpong', 'both', P.cPpN, 20, 'none'));
   const cOk = cRuns.length && cRuns.every(Boolean);
@@ -423,6 +435,183 @@ log('section 4: contended throughput');
     `${rows2[1].wall_ms ?? '—'} ms vs ${pyWall ?? '—'} ms (${speed(rows2[1].vs_py)})`);
 }
 
+// ---- 5. async waits -------------------------------------------------------------------
+// Wake-up latency of the …Async twins between two processes, as ping-pong
+// round trips, beside the in-process floor (Atomics.waitAsync between the
+// main thread and a worker) and what Node offers between processes
+// (process.send, section 3). The runs of all ping-pong kinds are interleaved,
+// so that a change in the machine's load hits them alike.
+log('section 5: async waits');
+{
+  const kinds = [
+    ['event_async', 'async-pingpong', []],
+    ['lock_async', 'lock-pingpong', ['async']],
+    ['lock_sync', 'lock-pingpong', ['sync']],
+    ['atomics_async', 'atomics-pingpong', ['async']],
+    ['atomics_sync', 'atomics-pingpong', ['sync']],
+  ];
+  const runs = Object.fromEntries(kinds.map(([k]) => [k, []]));
+  for (let i = 0; i < P.asyncPpRuns; i++) {
+    for (const [k, mode, extra] of kinds) runs[k].push(node(mode, P.asyncPpN, '', ...extra));
+  }
+  const med = (k) => (runs[k].length && runs[k].every(Boolean) ? median(runs[k].map((r) => r.ns)) : null);
+  const m = Object.fromEntries(kinds.map(([k]) => [k, med(k)]));
+  const ipcNs = pick(fromPingpong.ipc, 'ns');
+  const evSync = fromPingpong.fsMed ?? null;
+  const runsText = (k) => {
+    const rs = runs[k];
+    const last = rs.length === 1 ? rs[0] : null;
+    if (last) return `p10 ${fmtNs(last.p10)}, p90 ${fmtNs(last.p90)}`;
+    return `runs ${rs.map((r) => (r ? fmtNs(r.ns) : 'failed')).join(' / ')}`;
+  };
+  const row = (label, ns, sync, detail) => ({
+    label, ns, one_way: ns == null ? null : ns / 2, vs_atomics_async: ratio(ns, m.atomics_async), vs_ipc: ratio(ns, ipcNs), vs_sync: ratio(ns, sync), detail,
+  });
+  const rows = [
+    row('forksafe Event waitAsync() ping-pong, 2 processes', m.event_async, evSync, runsText('event_async')),
+    row('forksafe Lock acquireAsync() hand-off (3 locks), 2 processes', m.lock_async, m.lock_sync, runsText('lock_async')),
+    row('Atomics.waitAsync ping-pong, main ↔ worker_thread', m.atomics_async, m.atomics_sync, runsText('atomics_async')),
+    row('Node child_process.fork IPC send() echo', ipcNs, null, 'section 3'),
+    row('forksafe Event wait() ping-pong (sync), 2 processes', evSync, null, 'section 3'),
+    row('forksafe Lock acquire() hand-off (3 locks, sync), 2 processes', m.lock_sync, null, runsText('lock_sync')),
+    row('Atomics.wait ping-pong (sync), main ↔ worker_thread', m.atomics_sync, null, runsText('atomics_sync')),
+  ];
+  sections.push({
+    id: 'async_pingpong',
+    title: `5. Async wake-up: ping-pong round trip, median (${fmtInt(P.asyncPpN)} round trips × ${P.asyncPpRuns} run(s), interleaved; ` +
+      'one-way ≈ round trip ÷ 2; "÷ sync" = ÷ the same ping-pong with the blocking call)',
+    columns: [
+      { key: 'label', header: 'what' },
+      { key: 'ns', header: 'round trip', fmt: fmtNs },
+      { key: 'one_way', header: 'one-way', fmt: fmtNs },
+      { key: 'vs_atomics_async', header: '÷ Atomics.waitAsync', fmt: fmtRatio },
+      { key: 'vs_ipc', header: '÷ process.send', fmt: fmtRatio },
+      { key: 'vs_sync', header: '÷ sync', fmt: fmtRatio },
+      { key: 'detail', header: 'detail' },
+    ],
+    rows,
+  });
+  for (const [r, what] of [[rows[0], 'Event waitAsync ping-pong'], [rows[1], 'Lock acquireAsync hand-off round trip']]) {
+    goal(`${what} within 2× of Atomics.waitAsync ping-pong (main ↔ worker)`, r.vs_atomics_async,
+      r.vs_atomics_async == null ? null : r.vs_atomics_async <= 2, `${fmtNs(r.ns)} vs ${fmtNs(m.atomics_async)} (${fmtRatio(r.vs_atomics_async)})`);
+    goal(`${what} faster than a process.send() round trip`, r.vs_ipc, r.vs_ipc == null ? null : r.vs_ipc < 1,
+      `${fmtNs(r.ns)} vs ${fmtNs(ipcNs)} (${speed(r.vs_ipc)})`);
+  }
+}
+
+// ---- 5b. async lock throughput ----------------------------------------------------------
+log('section 5b: async lock throughput');
+{
+  const fa = node('contended', '2', P.asyncK, P.asyncReps, '', '', 'async');
+  const fsy = node('contended', '2', P.asyncK, P.asyncReps, '', '', 'sync');
+  const pa = node('lock-pair-async', P.loopN / 4, P.loopReps);
+  const a = fa?.procs?.[2] ?? null;
+  const sy = fsy?.procs?.[2] ?? null;
+  const mk = (label, o) => ({
+    label, wall_ms: pick(o, 'wall_ms'), ops_per_s: pick(o, 'ops_per_s'), ns_per_op: pick(o, 'ns_per_op'), overlap: pick(o, 'overlap'),
+    vs_sync: ratio(pick(o, 'ns_per_op'), pick(sy, 'ns_per_op')), handoffs: pick(o, 'handoffs'),
+    exact: o ? (o.ok ? `yes (${fmtInt(o.total)})` : `NO (${fmtInt(o.total)} ≠ ${fmtInt(o.expected)})`) : '—',
+    detail: o ? `runs ${o.samples_ms.map((x) => `${x.toFixed(1)} ms`).join(' / ')}; hand-offs ${o.handoffs_runs.map(fmtInt).join(' / ')}` : '',
+  });
+  const one = (label, ns) => ({ label, ns_per_op: ns, ops_per_s: ns ? Math.round(1e9 / ns) : null, vs_sync: ratio(ns, pick(lp, 'ns')), exact: '', detail: 'one process, nobody else wants the lock' });
+  const rows = [
+    mk('`await lock.acquireAsync(); counter++; lock.release()`', a),
+    mk('`lock.acquire(); counter++; lock.release()` (sync)', sy),
+    one('uncontended `await lock.acquireAsync(); lock.release()`', pick(pa, 'ns')),
+    one('uncontended `lock.acquire(); lock.release()` (section 1)', pick(lp, 'ns')),
+  ];
+  sections.push({
+    id: 'async_throughput',
+    title: `5b. Async lock throughput: 2 processes × ${fmtInt(P.asyncK)} cycles on one Lock and one shared counter (median wall of ${P.asyncReps}; ` +
+      'hand-offs = times the counter changed process)',
+    columns: [
+      { key: 'label', header: 'what' },
+      { key: 'wall_ms', header: 'wall ms', fmt: (x) => (x == null ? '—' : x.toFixed(1)) },
+      { key: 'ops_per_s', header: 'cycles/s', fmt: fmtOps },
+      { key: 'ns_per_op', header: 'ns/cycle', fmt: (x) => (x == null ? '—' : x.toFixed(1)) },
+      { key: 'overlap', header: 'overlap', fmt: (x) => (x == null ? '—' : x.toFixed(2)) },
+      { key: 'vs_sync', header: '÷ sync', fmt: fmtRatio },
+      { key: 'handoffs', header: 'hand-offs', fmt: fmtInt },
+      { key: 'exact', header: 'exact total' },
+      { key: 'detail', header: 'detail' },
+    ],
+    rows,
+  });
+  const ok = fa && fsy ? fa.all_ok && fsy.all_ok : null;
+  goal('Async lock throughput totals exact (async and sync, 2 processes)', ok, ok,
+    `${fmtInt(a?.total)} and ${fmtInt(sy?.total)} of ${fmtInt(2 * P.asyncK)}`);
+  goal('Async lock throughput ÷ sync (info)', rows[0].vs_sync, null,
+    `${fmtOps(rows[0].ops_per_s)} vs ${fmtOps(rows[1].ops_per_s)} (${fmtRatio(rows[0].vs_sync)} the time per cycle)`);
+}
+
+// ---- 5c. many pending async waits -----------------------------------------------------------
+// Information, no goal: what 10,000 pending waits cost the event loop while
+// they wait, and how long one wake-up takes to resolve them all, beside the
+// same with Atomics.waitAsync in one process. Runs interleaved; medians.
+log('section 5c: event loop with pending waits');
+{
+  const runs = { forksafe: [], atomics: [] };
+  for (let i = 0; i < P.pendingRuns; i++) {
+    for (const k of ['forksafe', 'atomics']) runs[k].push(node('async-pending', P.pendingN, P.pendingMs, k));
+  }
+  const ok = (k) => runs[k].length > 0 && runs[k].every(Boolean);
+  /** Median over the runs of kind k of the field at path (e.g. 'pending.ticks'). */
+  const med = (k, field) => (ok(k) ? median(runs[k].map((r) => field.split('.').reduce((o, f) => o[f], r))) : null);
+  const ms = (x) => (x == null ? '—' : `${x.toFixed(x < 10 ? 2 : 1)} ms`);
+  const win = (k, w) => ({ ticks: med(k, `${w}.ticks`), max_gap_ms: med(k, `${w}.max_gap_ms`), cpu_ms: med(k, `${w}.cpu_ms`) });
+  const rows = [
+    { label: 'nothing pending', ...win('forksafe', 'idle'), detail: '' },
+    {
+      label: `${fmtInt(P.pendingN)} Event.waitAsync() pending (one Event)`, ...win('forksafe', 'pending'),
+      detail: ok('forksafe') ? `${runs.forksafe[0].waiter_threads} waiter thread; submitting them took ${ms(med('forksafe', 'submit_ms'))}` : '',
+    },
+    {
+      label: `${fmtInt(P.pendingN)} Atomics.waitAsync() pending (one Int32, in-process)`, ...win('atomics', 'pending'),
+      detail: ok('atomics') ? `submitting them took ${ms(med('atomics', 'submit_ms'))}` : '',
+    },
+  ];
+  sections.push({
+    id: 'async_pending',
+    title: `5c. Event loop with ${fmtInt(P.pendingN)} pending waits: ticks of a 1 ms setInterval in ${fmtInt(P.pendingMs)} ms ` +
+      `(median of ${P.pendingRuns}; CPU = the whole process, every thread, in that window)`,
+    columns: [
+      { key: 'label', header: 'what' },
+      { key: 'ticks', header: 'ticks', fmt: fmtInt },
+      { key: 'max_gap_ms', header: 'longest gap', fmt: ms },
+      { key: 'cpu_ms', header: 'CPU time', fmt: ms },
+      { key: 'detail', header: 'detail' },
+    ],
+    rows,
+  });
+  const t = (x) => (x == null ? '—' : fmtNs(x * 1e6));
+  const rows2 = [
+    ['the waking call returns', 'wake_call_ms'],
+    ['→ first wait resolved', 'first_ms'],
+    [`→ last (${fmtInt(P.pendingN)}th) wait resolved`, 'last_ms'],
+  ].map(([label, f]) => ({
+    label, fs: med('forksafe', f), at: med('atomics', f), vs: ratio(med('forksafe', f), med('atomics', f)),
+    detail: ok('forksafe') && runs.forksafe.length > 1 ? `forksafe runs ${runs.forksafe.map((r) => t(r[f])).join(' / ')}` : '',
+  }));
+  sections.push({
+    id: 'async_resolve_all',
+    title: `5d. Waking ${fmtInt(P.pendingN)} pending waits at once: forksafe Event.set() vs Atomics.store + Atomics.notify (median of ${P.pendingRuns})`,
+    columns: [
+      { key: 'label', header: 'time from the waking call' },
+      { key: 'fs', header: 'forksafe Event', fmt: t },
+      { key: 'at', header: 'Atomics.waitAsync', fmt: t },
+      { key: 'vs', header: '÷ Atomics', fmt: fmtRatio },
+      { key: 'detail', header: 'detail' },
+    ],
+    rows: rows2,
+  });
+  const idle = rows[0].ticks;
+  const busy = rows[1].ticks;
+  goal(`Event loop ticks with ${fmtInt(P.pendingN)} waitAsync() pending vs none (info)`, ratio(busy, idle), null,
+    ok('forksafe') ? `${fmtInt(busy)} vs ${fmtInt(idle)} ticks of 1 ms in ${fmtInt(P.pendingMs)} ms; longest gap ${ms(rows[1].max_gap_ms)} vs ${ms(rows[0].max_gap_ms)}` : 'not run');
+  goal(`Time from one set() to the last of ${fmtInt(P.pendingN)} waitAsync() resolved (info)`, rows2[2].fs, null,
+    `${t(rows2[2].fs)} (Atomics.waitAsync + notify in one process: ${t(rows2[2].at)})`);
+}
+
 // ---- output -------------------------------------------------------------------------------
 for (const s of sections) {
   s.headers = s.columns.map((c) => c.header);
@@ -436,19 +625,29 @@ for (const g of goals) {
   const mark = g.met === null ? '·' : g.met ? '✓' : '✗';
   console.log(`  ${mark} ${g.goal}: ${g.detail}${g.met === null && g.value === null ? ' (baseline skipped or failed: no verdict)' : ''}`);
 }
-if (notes.length) {
-  console.log('\nNotes');
-  for (const n of notes) console.log(`  - ${n}`);
-}
 try {
   // On a VM, time the hypervisor gave to other guests ("steal") slows everything down.
   const end = cpuStat();
-  env.steal_during = end.total > statAtStart.total ? round((end.steal - statAtStart.steal) / (end.total - statAtStart.total), 3) : null;
+  const total = end.total - statAtStart.total;
+  env.steal_during = total > 0 ? round((end.steal - statAtStart.steal) / total, 3) : null;
   if (env.steal_during > 0.05) {
     notes.push(`the hypervisor took ${Math.round(env.steal_during * 100)}% of the CPU time during the run (steal): absolute figures are slow; compare ratios.`);
   }
+  // Other processes of this machine during the run: busy time that is neither
+  // ours (this process and every child it ran) nor steal.
+  const busy = total - (end.idle - statAtStart.idle) - (end.steal - statAtStart.steal);
+  env.others_busy_during = total > 0 ? round(Math.max(0, busy - (ownTicks() - ownAtStart)) / total, 3) : null;
+  if (env.others_busy_during > 0.1) {
+    notes.push(`other processes used ${Math.round(env.others_busy_during * 100)}% of all CPUs during the run: ` +
+      'they competed with the measurements, so these figures (ping-pong and contended above all) are unreliable.');
+  }
 } catch {
-  env.steal_during = null;
+  env.steal_during ??= null;
+  env.others_busy_during = null;
+}
+if (notes.length) {
+  console.log('\nNotes');
+  for (const n of notes) console.log(`  - ${n}`);
 }
 const elapsed = round((Date.now() - t0) / 1000, 1);
 const json = {
@@ -461,4 +660,10 @@ const json = {
   raw,
 };
 fs.writeFileSync(RESULTS, `${JSON.stringify(json, null, 2)}\n`);
-console.log(`\nWrote ${RESULTS} (run took ${elapsed} s${env.steal_during != null ? `; hypervisor steal during the run ${round(env.steal_during * 100, 1)}%` : ''})`);
+console.log(`\nWrote ${RESULTS} (run took ${elapsed} s${env.steal_during != null ? `; hypervisor steal during the run ${round(env.steal_during * 100, 1)}%` : ''}` +
+  `${env.others_busy_during != null ? `; other processes used ${round(env.others_busy_during * 100, 1)}% of the CPUs` : ''})`);
+
+// ---- fork() benchmarks: their own script, bench/fork.mjs (writes bench/fork-results.json) ----
+console.log();
+const forkRun = spawnSync(process.execPath, [path.join(here, 'fork.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
+if (forkRun.status !== 0) console.log(`bench/fork.mjs failed: ${forkRun.error?.message ?? `exit ${forkRun.status ?? forkRun.signal}`}`);
