@@ -354,6 +354,34 @@ void run(WaiterThread* w) {
       }
       tsp = &ts;
     }
+    // Spin briefly before sleeping (as sync waiters do), while every word still
+    // holds its value and nothing new arrived: a peer running on another CPU
+    // usually answers within microseconds, and a futex sleep + wake costs tens.
+    // The loop yields, so a peer on this CPU is not starved.
+    {
+      double budget = spin_budget_ms();
+      bool changed = false;
+      if (budget > 0 && n > 0) {
+        double end = monotonic_ms() + budget;
+        for (uint32_t i = 1; !changed; i++) {
+          if (aload(&w->control) != ctl) changed = true;
+          for (size_t k = 0; k < n && !changed; k++) {
+            if (aload(reinterpret_cast<uint32_t*>(static_cast<uintptr_t>(fw[k].uaddr))) !=
+                static_cast<uint32_t>(fw[k].val)) {
+              changed = true;
+            }
+          }
+          if (changed) break;
+          if ((i & 63) == 0) {
+            cpu_yield();
+            if (monotonic_ms() >= end) break;
+          } else {
+            cpu_relax();
+          }
+        }
+      }
+      if (changed) continue;
+    }
     long r = syscall(SYS_futex_waitv, fw, n + 1, 0, tsp, CLOCK_MONOTONIC);
     if (r >= 0 && static_cast<size_t>(r) < n) {
       // A FUTEX_WAKE hit entry r. Word waits there were notified (Atomics
