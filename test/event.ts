@@ -2,7 +2,8 @@
 // many waiting processes.
 import t from 'tap';
 import * as path from 'node:path';
-import { Event, Process, SharedMemory } from '../dist/index.js';
+import { Event, SharedMemory } from '../dist/index.js';
+import { exitOf, sleep, starter, until } from './lib/children';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-event.js');
 
@@ -13,48 +14,7 @@ process.execArgv = process.execArgv.filter((a) => !a.includes('@tapjs/'));
 
 const EVENT_WAITERS_I = 5; // lib/layout.ts: sleepers count, Int32 index in the slot
 
-interface Child {
-  proc: Process;
-  stderr: () => string;
-}
-
-// Starts a fixture role; the test's teardown SIGKILLs it if still running and
-// waits for it to be reaped.
-function start(t: tap.Test, role: string, args: unknown[]): Child {
-  const proc = new Process({ target: { module: FIXTURE, export: role }, args, stdio: 'pipe' }).start();
-  let err = '';
-  proc.stdout?.resume();
-  proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    await proc.exited;
-  });
-  return { proc, stderr: () => err };
-}
-
-// The child's exit, or {code: null, signal: 'TIMEOUT'} (and a SIGKILL) after `ms`.
-async function exitOf(c: Child, ms = 15_000): Promise<{ code: number | null; signal: string | null }> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)));
-  const r = await Promise.race([c.proc.exited, timedOut]);
-  clearTimeout(timer);
-  if (r) return r;
-  c.proc.kill('SIGKILL');
-  await c.proc.exited;
-  return { code: null, signal: 'TIMEOUT' };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// Polls `pred` every 10 ms for at most `ms`; true once it holds.
-async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) return false;
-    await sleep(10);
-  }
-  return true;
-}
+const start = starter(FIXTURE);
 
 t.test('set, clear, isSet, wait with a timeout', async (t) => {
   const ev = new Event();

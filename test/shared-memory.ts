@@ -5,6 +5,7 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClosedError, Process, SharedMemory } from '../dist/index.js';
+import { Child, exitOf, sleep, starter, until } from './lib/children';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-shm.js');
 
@@ -18,48 +19,7 @@ const NOT_EQUAL = 11;
 const TIMED_OUT = 12;
 const MiB = 1024 * 1024;
 
-interface Child {
-  proc: Process;
-  stderr: () => string;
-}
-
-// Starts a fixture role; the test's teardown SIGKILLs it if still running and
-// waits for it to be reaped.
-function start(t: tap.Test, role: string, args: unknown[]): Child {
-  const proc = new Process({ target: { module: FIXTURE, export: role }, args, stdio: 'pipe' }).start();
-  let err = '';
-  proc.stdout?.resume();
-  proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    await proc.exited;
-  });
-  return { proc, stderr: () => err };
-}
-
-// The child's exit, or {code: null, signal: 'TIMEOUT'} (and a SIGKILL) after `ms`.
-async function exitOf(c: Child, ms = 15_000): Promise<{ code: number | null; signal: string | null }> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)));
-  const r = await Promise.race([c.proc.exited, timedOut]);
-  clearTimeout(timer);
-  if (r) return r;
-  c.proc.kill('SIGKILL');
-  await c.proc.exited;
-  return { code: null, signal: 'TIMEOUT' };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-// Polls `pred` every 10 ms for at most `ms`; true once it holds.
-async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) return false;
-    await sleep(10);
-  }
-  return true;
-}
+const start = starter(FIXTURE);
 
 // Whether the main thread of `pid` sleeps in a futex (the kernel's wchan).
 function inFutex(pid: number): boolean {

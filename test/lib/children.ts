@@ -1,0 +1,52 @@
+// Shared by the test files that run fixture roles as spawn-context Processes.
+// (In test/lib/, so tap does not run it as a test file.)
+import type tap from 'tap';
+import { Process } from '../../dist/index.js';
+
+export interface Child {
+  proc: Process;
+  stderr: () => string;
+}
+
+/**
+ * Returns start(t, role, args): starts a role of `fixture` (a compiled
+ * build/fixtures/*.js module) as a Process; the test's teardown SIGKILLs it if
+ * still running and waits for it to be reaped.
+ */
+export function starter(fixture: string): (t: tap.Test, role: string, args: unknown[]) => Child {
+  return (t, role, args) => {
+    const proc = new Process({ target: { module: fixture, export: role }, args, stdio: 'pipe' }).start();
+    let err = '';
+    proc.stdout?.resume();
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+    t.teardown(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await proc.exited;
+    });
+    return { proc, stderr: () => err };
+  };
+}
+
+// The child's exit, or {code: null, signal: 'TIMEOUT'} (and a SIGKILL) after `ms`.
+export async function exitOf(c: Child, ms = 15_000): Promise<{ code: number | null; signal: string | null }> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)));
+  const r = await Promise.race([c.proc.exited, timedOut]);
+  clearTimeout(timer);
+  if (r) return r;
+  c.proc.kill('SIGKILL');
+  await c.proc.exited;
+  return { code: null, signal: 'TIMEOUT' };
+}
+
+export const sleep = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, ms));
+
+// Polls `pred` every 10 ms for at most `ms`; true once it holds.
+export async function until(pred: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) return false;
+    await sleep(10);
+  }
+  return true;
+}
