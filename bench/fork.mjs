@@ -14,7 +14,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fmtInt, fmtNs, fmtRatio, median, renderTable, round, runJSON } from './util.mjs';
+import {
+  cpuBusy, cpuModel, fmtInt, fmtNs, fmtRatio, loadWatch, median, nproc, renderTable, round, runJSON,
+} from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.dirname(here);
@@ -32,34 +34,7 @@ const notes = [];
 const raw = {};
 const log = (s) => process.stderr.write(`  · ${s}\n`);
 
-// ---- environment (as in run.mjs) -----------------------------------------------------
-function cpuStat() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return { idle: f[3] + (f[4] || 0), steal: f[7] || 0, total: f.slice(0, 8).reduce((a, b) => a + (b || 0), 0) };
-}
-function cpuBusy(ms) {
-  try {
-    const a = cpuStat();
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-    const b = cpuStat();
-    return b.total > a.total ? round(1 - (b.idle - a.idle) / (b.total - a.total), 2) : null;
-  } catch {
-    return null;
-  }
-}
-function ownTicks() {
-  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ').pop().split(' ');
-  return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-}
-function cpuModel() {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    return m ? m[1].trim() : os.cpus()[0]?.model ?? 'unknown';
-  } catch {
-    return os.cpus()[0]?.model ?? 'unknown';
-  }
-}
-const nproc = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+// ---- environment (helpers in util.mjs) -----------------------------------------------------
 const env = {
   date: new Date().toISOString(),
   node: process.version,
@@ -79,12 +54,7 @@ if (env.busy_before != null && env.busy_before > 0.2) {
       'they compete for the CPUs, so these figures are unreliable.',
   );
 }
-let statAtStart = null;
-let ownAtStart = null;
-try {
-  statAtStart = cpuStat();
-  ownAtStart = ownTicks();
-} catch {}
+const watch = loadWatch();
 
 console.log(`forksafe fork() benchmarks${QUICK ? ' (BENCH_QUICK)' : ''}`);
 console.log(`  node ${env.node} (V8 ${env.v8}) · ${env.cpu} · nproc ${nproc} · ${env.kernel} · CPU busy before start ${env.busy_before == null ? '?' : `${Math.round(env.busy_before * 100)}%`}`);
@@ -296,23 +266,7 @@ for (const g of goals) {
   const mark = g.met === null ? '·' : g.met ? '✓' : '✗';
   console.log(`  ${mark} ${g.goal}: ${g.detail}`);
 }
-try {
-  const end = cpuStat();
-  const total = end.total - statAtStart.total;
-  env.steal_during = total > 0 ? round((end.steal - statAtStart.steal) / total, 3) : null;
-  if (env.steal_during > 0.05) {
-    notes.push(`the hypervisor took ${Math.round(env.steal_during * 100)}% of the CPU time during the run (steal): absolute figures are slow; compare ratios.`);
-  }
-  const busy = total - (end.idle - statAtStart.idle) - (end.steal - statAtStart.steal);
-  env.others_busy_during = total > 0 ? round(Math.max(0, busy - (ownTicks() - ownAtStart)) / total, 3) : null;
-  if (env.others_busy_during > 0.1) {
-    notes.push(`other processes used ${Math.round(env.others_busy_during * 100)}% of all CPUs during the run: ` +
-      'they competed with the measurements, so these figures are unreliable.');
-  }
-} catch {
-  env.steal_during ??= null;
-  env.others_busy_during = null;
-}
+watch.finish(env, notes, 'these figures');
 if (notes.length) {
   console.log('\nNotes');
   for (const n of notes) console.log(`  - ${n}`);

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  fmtInt, fmtNs, fmtOps, fmtRatio, has, median, renderTable, round, runJSON,
+  cpuBusy, cpuModel, fmtInt, fmtNs, fmtOps, fmtRatio, has, loadWatch, median, nproc, renderTable, round, runJSON,
 } from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -39,34 +39,6 @@ const raw = {};
 const log = (s) => process.stderr.write(`  · ${s}\n`);
 
 // ---- environment -------------------------------------------------------------
-// CPU time counters from /proc/stat (all CPUs).
-function cpuStat() {
-  // user nice system idle iowait irq softirq steal ...
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return { idle: f[3] + (f[4] || 0), steal: f[7] || 0, total: f.slice(0, 8).reduce((a, b) => a + (b || 0), 0) };
-}
-// Fraction of all CPUs busy (non-idle) over `ms`; null if unreadable.
-function cpuBusy(ms) {
-  const read = cpuStat;
-  try {
-    const a = read();
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-    const b = read();
-    return b.total > a.total ? round(1 - (b.idle - a.idle) / (b.total - a.total), 2) : null;
-  } catch {
-    return null;
-  }
-}
-
-function cpuModel() {
-  try {
-    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
-    return m ? m[1].trim() : os.cpus()[0]?.model ?? 'unknown';
-  } catch {
-    return os.cpus()[0]?.model ?? 'unknown';
-  }
-}
-const nproc = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
 const pyVersion = has('python3', ['-c', 'import multiprocessing, sys; print(sys.version.split()[0])']);
 const ccVersion = has('cc', ['--version'])?.split('\n')[0] ?? null;
 const straceOk = !!has('strace', ['-V']);
@@ -92,18 +64,7 @@ if (env.busy_before != null && env.busy_before > 0.2) {
   );
 }
 
-// CPU time (clock ticks, like /proc/stat) of this process and of every child
-// it has reaped: all the measurements, C and Python baselines included.
-function ownTicks() {
-  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ').pop().split(' ');
-  return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
-}
-let statAtStart = null;
-let ownAtStart = null;
-try {
-  statAtStart = cpuStat();
-  ownAtStart = ownTicks();
-} catch {}
+const watch = loadWatch();
 
 let cBuilt = false;
 if (!ccVersion) {
@@ -625,26 +586,7 @@ for (const g of goals) {
   const mark = g.met === null ? '·' : g.met ? '✓' : '✗';
   console.log(`  ${mark} ${g.goal}: ${g.detail}${g.met === null && g.value === null ? ' (baseline skipped or failed: no verdict)' : ''}`);
 }
-try {
-  // On a VM, time the hypervisor gave to other guests ("steal") slows everything down.
-  const end = cpuStat();
-  const total = end.total - statAtStart.total;
-  env.steal_during = total > 0 ? round((end.steal - statAtStart.steal) / total, 3) : null;
-  if (env.steal_during > 0.05) {
-    notes.push(`the hypervisor took ${Math.round(env.steal_during * 100)}% of the CPU time during the run (steal): absolute figures are slow; compare ratios.`);
-  }
-  // Other processes of this machine during the run: busy time that is neither
-  // ours (this process and every child it ran) nor steal.
-  const busy = total - (end.idle - statAtStart.idle) - (end.steal - statAtStart.steal);
-  env.others_busy_during = total > 0 ? round(Math.max(0, busy - (ownTicks() - ownAtStart)) / total, 3) : null;
-  if (env.others_busy_during > 0.1) {
-    notes.push(`other processes used ${Math.round(env.others_busy_during * 100)}% of all CPUs during the run: ` +
-      'they competed with the measurements, so these figures (ping-pong and contended above all) are unreliable.');
-  }
-} catch {
-  env.steal_during ??= null;
-  env.others_busy_during = null;
-}
+watch.finish(env, notes, 'these figures (ping-pong and contended above all)');
 if (notes.length) {
   console.log('\nNotes');
   for (const n of notes) console.log(`  - ${n}`);

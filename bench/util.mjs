@@ -1,6 +1,8 @@
 // Small helpers shared by the bench scripts: statistics, a JS timing loop,
 // child-process runners that expect one JSON line, and a plain-text table.
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 
 export function median(xs) {
   const v = [...xs].sort((a, b) => a - b);
@@ -127,4 +129,81 @@ export function markdownTable(headers, rows) {
     `|${headers.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`),
   ].join('\n');
+}
+
+// ---- the machine, and how busy it was (shared by run.mjs and fork.mjs) ----------
+
+// CPU time counters from /proc/stat (all CPUs).
+export function cpuStat() {
+  // user nice system idle iowait irq softirq steal ...
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { idle: f[3] + (f[4] || 0), steal: f[7] || 0, total: f.slice(0, 8).reduce((a, b) => a + (b || 0), 0) };
+}
+
+// Fraction of all CPUs busy (non-idle) over `ms`; null if unreadable.
+export function cpuBusy(ms) {
+  try {
+    const a = cpuStat();
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    const b = cpuStat();
+    return b.total > a.total ? round(1 - (b.idle - a.idle) / (b.total - a.total), 2) : null;
+  } catch {
+    return null;
+  }
+}
+
+// CPU time (clock ticks, like /proc/stat) of this process and of every child
+// it has reaped: all the measurements, baselines included.
+export function ownTicks() {
+  const f = fs.readFileSync('/proc/self/stat', 'utf8').split(') ').pop().split(' ');
+  return Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+}
+
+export function cpuModel() {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'));
+    return m ? m[1].trim() : os.cpus()[0]?.model ?? 'unknown';
+  } catch {
+    return os.cpus()[0]?.model ?? 'unknown';
+  }
+}
+
+export const nproc = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+
+/**
+ * Watches the machine around a run: call at the start; `finish(env, notes,
+ * what)` records steal and other processes' CPU use during the run in `env`
+ * and adds a note when they make the figures unreliable.
+ */
+export function loadWatch() {
+  let start = null;
+  let own = null;
+  try {
+    start = cpuStat();
+    own = ownTicks();
+  } catch {}
+  return {
+    finish(env, notes, what) {
+      try {
+        // On a VM, time the hypervisor gave to other guests ("steal") slows everything down.
+        const end = cpuStat();
+        const total = end.total - start.total;
+        env.steal_during = total > 0 ? round((end.steal - start.steal) / total, 3) : null;
+        if (env.steal_during > 0.05) {
+          notes.push(`the hypervisor took ${Math.round(env.steal_during * 100)}% of the CPU time during the run (steal): absolute figures are slow; compare ratios.`);
+        }
+        // Other processes during the run: busy time that is neither ours
+        // (this process and every child it ran) nor steal.
+        const busy = total - (end.idle - start.idle) - (end.steal - start.steal);
+        env.others_busy_during = total > 0 ? round(Math.max(0, busy - (ownTicks() - own)) / total, 3) : null;
+        if (env.others_busy_during > 0.1) {
+          notes.push(`other processes used ${Math.round(env.others_busy_during * 100)}% of all CPUs during the run: ` +
+            `they competed with the measurements, so ${what} are unreliable.`);
+        }
+      } catch {
+        env.steal_during ??= null;
+        env.others_busy_during = null;
+      }
+    },
+  };
 }

@@ -240,6 +240,23 @@ Napi::Value AsyncLock(const Napi::CallbackInfo& info) {
   return Submit(info.Env(), op, ArgF64(info, 5, -1));
 }
 
+// Submits an Event or Semaphore wait. Both count their sleepers in the
+// `waiters` field, which set()/release() read to decide whether to wake: the
+// op is counted before it is submitted, and uncounted if submission fails
+// (the waiter thread uncounts it when it completes).
+Napi::Value SubmitCounted(const Napi::CallbackInfo& info, uint32_t kind, uint8_t* base, uint8_t* slot,
+                          uint32_t* waiters) {
+  __atomic_fetch_add(waiters, 1u, __ATOMIC_SEQ_CST);
+  Op* op = new Op();
+  op->kind = kind;
+  op->seg = ArgU32(info, 0);
+  op->base = base;
+  op->slot = slot;
+  Napi::Value r = Submit(info.Env(), op, ArgF64(info, 3, -1));
+  if (!r.IsNumber() || r.As<Napi::Number>().Int32Value() < 0) __atomic_fetch_sub(waiters, 1u, __ATOMIC_SEQ_CST);
+  return r;
+}
+
 // asyncSem(seg, buf, off, timeout) -> id
 Napi::Value AsyncSem(const Napi::CallbackInfo& info) {
   uint8_t* base;
@@ -250,15 +267,7 @@ Napi::Value AsyncSem(const Napi::CallbackInfo& info) {
   SemSlot* s = reinterpret_cast<SemSlot*>(slot);
   if ((s->flags & kSemUndo) && slot + sem_slot_units(true) * kUnit > base + kArenaSize)
     return Napi::Number::New(info.Env(), -kBadHandle);
-  __atomic_fetch_add(&s->waiters, 1u, __ATOMIC_SEQ_CST);  // release() wakes only if counted
-  Op* op = new Op();
-  op->kind = kAsyncSem;
-  op->seg = ArgU32(info, 0);
-  op->base = base;
-  op->slot = slot;
-  Napi::Value r = Submit(info.Env(), op, ArgF64(info, 3, -1));
-  if (!r.IsNumber() || r.As<Napi::Number>().Int32Value() < 0) __atomic_fetch_sub(&s->waiters, 1u, __ATOMIC_SEQ_CST);
-  return r;
+  return SubmitCounted(info, kAsyncSem, base, slot, &s->waiters);
 }
 
 // asyncEvent(seg, buf, off, timeout) -> id
@@ -268,16 +277,7 @@ Napi::Value AsyncEvent(const Napi::CallbackInfo& info) {
   if (!ArenaArg(info, 1, &base, &len)) return Napi::Number::New(info.Env(), -kBadHandle);
   uint8_t* slot = SlotAt(base, len, ArgF64(info, 2, -1), kPrimEvent, sizeof(EventSlot));
   if (!slot) return Napi::Number::New(info.Env(), -kBadHandle);
-  EventSlot* s = reinterpret_cast<EventSlot*>(slot);
-  __atomic_fetch_add(&s->waiters, 1u, __ATOMIC_SEQ_CST);  // set() wakes only if counted
-  Op* op = new Op();
-  op->kind = kAsyncEvent;
-  op->seg = ArgU32(info, 0);
-  op->base = base;
-  op->slot = slot;
-  Napi::Value r = Submit(info.Env(), op, ArgF64(info, 3, -1));
-  if (!r.IsNumber() || r.As<Napi::Number>().Int32Value() < 0) __atomic_fetch_sub(&s->waiters, 1u, __ATOMIC_SEQ_CST);
-  return r;
+  return SubmitCounted(info, kAsyncEvent, base, slot, &reinterpret_cast<EventSlot*>(slot)->waiters);
 }
 
 // asyncWord(seg, dataBuf, byteOffset, value, timeout) -> id
