@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
   cpuBusy, cpuModel, fmtInt, fmtNs, fmtRatio, loadWatch, median, nproc, renderTable, round, runJSON,
@@ -78,6 +79,17 @@ const spread = (s) => (s ? `${ms(s.p10)} – ${ms(s.p90)}` : '—');
 const heapName = (h) => (h === 0 ? 'as started' : `${h} MiB`);
 
 const sections = [];
+
+// The C floor (bench/baselines/fork_floor.c): a process holding the same RSS forks.
+const BASE = path.join(here, 'baselines');
+const built = spawnSync('sh', [path.join(BASE, 'build.sh')], { encoding: 'utf8', timeout: 120_000 });
+if (built.status !== 0) notes.push(`C floor skipped: bench/baselines/build.sh failed: ${(built.stderr || built.error?.message || '').trim().split('\n').slice(-2).join(' ')}`);
+function floor(mib) {
+  if (built.status !== 0) return null;
+  const r = runJSON(path.join(BASE, 'bin', 'fork_floor'), [String(mib), String(P.raw)], { cwd: root, timeoutMs: 60_000 });
+  if (!r.ok) notes.push(`fork_floor ${mib} failed: ${r.error}`);
+  return r.ok ? r.data : null;
+}
 const goals = [];
 function goal(text, value, met, detail) {
   goals.push({ goal: text, value, met: met === null ? null : !!met, detail });
@@ -126,6 +138,8 @@ for (const h of P.heaps) {
   for (const h of P.heaps) {
     const d = lat[h];
     const rawObs = d?.raw?.observed?.median ?? null;
+    const fl = d?.rss ? floor(Math.round(d.rss / 1048576)) : null;
+    if (d) d.c_floor = fl;
     for (const [k, label] of [
       ['fork', 'fork()'],
       ['raw', 'native fork only (no JS set-up in the child)'],
@@ -139,6 +153,10 @@ for (const h of P.heaps) {
         vs_cp: ratio(x?.observed?.median, d?.cp_fork?.median),
       });
     }
+    rows2.push({
+      label: `C process holding the same RSS, fork() → child's first instruction (floor), heap ${heapName(h)}`, rss: d?.rss ?? null, maps: null,
+      call: fl?.call ?? null, child: fl?.child ?? null, observed: null, vs_raw: ratio(fl?.child, rawObs), vs_cp: ratio(fl?.child, d?.cp_fork?.median),
+    });
   }
   sections.push({
     id: 'fork_breakdown',
@@ -172,6 +190,9 @@ for (const h of P.heaps) {
     goal(`child_process.fork() in a process where fork() has run, heap ${heapName(h)} (info)`, ratio(a, b), null,
       `${ms(a)} vs ${ms(b)} before any fork() (${fmtRatio(ratio(a, b))})`);
   }
+  const fl50 = lat[P.workerHeap]?.c_floor?.child ?? null;
+  goal(`fork() at a ${P.workerHeap} MiB heap vs a C process of the same RSS forking (the floor: page tables copied) (info)`, ratio(f50, fl50), null,
+    `${ms(f50)} vs ${ms(fl50)} (${fmtRatio(ratio(f50, fl50))})`);
   goal(`fork() vs new Worker() at a ${P.workerHeap} MiB heap (info)`, ratio(f50, w50), null, `${ms(f50)} vs ${ms(w50)} (${speed(ratio(f50, w50))})`);
   for (const h of P.heaps.filter((x) => x !== P.workerHeap)) {
     const f = at(h, 'fork')?.observed?.median ?? null;

@@ -85,6 +85,8 @@ export interface Binding {
   exitNow(code: number): never;
   token(): number;
   pid(): number;
+  /** 16 bytes from getrandom(2) as four words. */
+  seed(): Uint32Array;
   activeRequests(): number;
   reapPidfd(fd: number): { code: number | null; signal: number } | null;
   pidfdKill(fd: number, signal: number): number;

@@ -110,7 +110,7 @@ export function exit(code = 0): never {
 
 // xoshiro128** (32-bit words, Math.imul): two outputs make one 53-bit double.
 function freshRandom(): () => number {
-  const seed = new Uint32Array(crypto.randomBytes(16).buffer.slice(0, 16));
+  const seed = binding.seed();
   let a = seed[0] | 1, b = seed[1], c = seed[2], d = seed[3];
   const next = (): number => {
     const r = Math.imul(rotl(Math.imul(b, 5), 7), 9) >>> 0;
@@ -130,29 +130,32 @@ function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
-// The child's set-up calls randomUUID/randomInt ~1,150 times; run cold in
-// every child that is compiling and page-copying each time. Warm them once
-// here, so each child inherits compiled code.
+// crypto.randomUUID() serves from a cached batch of random bytes (128 UUIDs):
+// a child would repeat the parent's next ids. crypto.randomInt() serves from a
+// 6 KiB cache too (6 bytes a call). The child uses both batches up; the refill
+// comes from OpenSSL, which reseeds after fork.
+function drainRandomCaches(): void {
+  for (let i = 0; i < 128; i++) crypto.randomUUID();
+  for (let i = 0; i < 1024; i++) crypto.randomInt(1);
+}
+
+// Run cold in every child, drainRandomCaches() costs ~10 ms: V8 compiles
+// randomInt() with TurboFan right there (synchronously: --single-threaded), and
+// the child pays it again at every fork. Running the same function hot here,
+// once, leaves optimized code that every child inherits (~1 ms in the child).
 let warmed = false;
 function warmChildSetup(): void {
   if (warmed) return;
   warmed = true;
-  for (let i = 0; i < 2048; i++) {
-    crypto.randomUUID();
-    crypto.randomInt(1);
-  }
+  for (let k = 0; k < 24; k++) drainRandomCaches();
+  freshRandom(); // compiled here, not in each child
 }
 
 function setUpChild(): void {
   forked = true;
   setToken(binding.token());
   Object.defineProperty(process, 'pid', { value: binding.pid(), writable: false, enumerable: true, configurable: true });
-  // crypto.randomUUID() serves from a cached batch of random bytes (128 UUIDs):
-  // the child would repeat the parent's next ids. Use up that batch; the
-  // refill comes from OpenSSL, which reseeds after fork.
-  for (let i = 0; i < 128; i++) crypto.randomUUID();
-  // crypto.randomInt() serves from a 6 KiB cache too (6 bytes a call).
-  for (let i = 0; i < 1024; i++) crypto.randomInt(1);
+  drainRandomCaches();
   // Math.random continues the parent's sequence and V8 has no reseed: a fresh
   // generator seeded from the OS.
   Math.random = freshRandom();
