@@ -94,6 +94,8 @@ export interface Binding {
   pidfdWait(fd: number, timeout: number): { code: number | null; signal: number } | null;
   payloadFd(bytes: Uint8Array): number;
   closeFd(fd: number): number;
+  /** prctl(PR_SET_PDEATHSIG, sig); returns getppid() after it. */
+  setPdeathsig(sig: number): number;
 }
 
 export const binding = load(path.join(__dirname, '..')) as Binding;

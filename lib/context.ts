@@ -38,14 +38,18 @@ export interface Context {
 const METHODS: readonly StartMethod[] = ['fork', 'spawn', 'forkserver'];
 const contexts = new Map<StartMethod, Context>();
 
-/** The start method used when none is named. 'forkserver' arrives in a later release; until then 'spawn'. */
+/** The start method used when none is named: 'forkserver' on Linux (the only platform shipped so far). */
 export function defaultMethod(): StartMethod {
-  return 'spawn';
+  return process.platform === 'linux' ? 'forkserver' : 'spawn';
 }
 
-/** Start methods usable here: 'fork' (fork() of this process; needs node --single-threaded) and 'spawn'. */
+/**
+ * Start methods usable here: 'forkserver' (workers forked from a pre-warmed
+ * zygote), 'spawn' (a fresh node), and 'fork' (fork() of this process; needs
+ * node --single-threaded).
+ */
 export function getStartMethods(): StartMethod[] {
-  return ['fork', 'spawn'];
+  return process.platform === 'linux' ? ['forkserver', 'spawn', 'fork'] : ['spawn'];
 }
 
 function bind<T extends abstract new (...args: never[]) => unknown>(Base: T, method: StartMethod, marker: symbol): T {
@@ -87,21 +91,10 @@ export function getContext(method?: StartMethod): Context {
     Barrier: b(k.Barrier),
     SharedMemory: b(k.SharedMemory),
   } as Record<string, unknown>;
-  if (m === 'spawn') {
-    obj.Process = b(k.Process);
-  } else if (m === 'fork') {
+  if (m === 'fork') {
     obj.Process = k.ForkProcess;
   } else {
-    Object.defineProperty(obj, 'Process', {
-      enumerable: true,
-      get() {
-        throw new ForksafeError(
-          `Process is not available for the '${m}' context in this release. Use getContext('spawn').Process ` +
-            "or getContext('fork').Process.",
-          'ERR_FORKSAFE_UNSUPPORTED',
-        );
-      },
-    });
+    obj.Process = b(k.Process); // 'spawn' and 'forkserver': one class, the start differs
   }
   ctx = Object.freeze(obj) as unknown as Context;
   contexts.set(method, ctx);

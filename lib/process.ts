@@ -13,7 +13,7 @@ import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
 import { validateObject } from './validate';
-import { ExitInfo, dynamicImport, exitInfo } from './util';
+import { ExitInfo, dynamicImport, exitInfo, signalNumber } from './util';
 
 export type Target = ((...args: never[]) => unknown) | { module: string; export?: string };
 
@@ -91,8 +91,8 @@ export class Process {
     if (typeof t === 'function') {
       throw invalidArgType(
         'options.target',
-        "{ module, export } for the 'spawn' context (a function cannot cross into a new process: " +
-          'put it in a module and name it)',
+        `{ module, export } for the '${this._method}' context (a function cannot cross into a new process: ` +
+          "put it in a module and name it, or use getContext('fork'))",
         t,
       );
     }
@@ -112,6 +112,19 @@ export class Process {
     if (opts.stdio !== undefined && opts.stdio !== 'inherit' && opts.stdio !== 'pipe') {
       throw invalidArgType('options.stdio', "'inherit' or 'pipe'", opts.stdio);
     }
+    if (this._method === 'forkserver') {
+      if (opts.stdio === 'pipe') {
+        throw invalidArgType('options.stdio',
+          "'inherit' for the 'forkserver' context (its workers write to the parent's stdout/stderr; " +
+            "to capture a worker's output use getContext('spawn').Process with stdio: 'pipe', see docs/forkserver.md)",
+          opts.stdio);
+      }
+      if (opts.execArgv !== undefined) {
+        throw invalidArgType('options.execArgv',
+          "undefined for the 'forkserver' context (workers run the forkserver's node flags: setForkserverPreload(modules, { execArgv }))",
+          opts.execArgv);
+      }
+    }
     this._opts = opts;
     this.name = opts.name ?? null;
     this.exited = new Promise<ExitInfo>((res, rej) => {
@@ -123,8 +136,9 @@ export class Process {
 
   /** Spawns the child. Context rules are checked first: nothing starts if they fail. */
   start(): this {
-    if (this._child) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
+    if (this._child || this._fsPid !== null) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
     this._checkOwner('start()');
+    if (this._method === 'forkserver') return this._startForkserver();
     const t = this._opts.target as { module: string; export?: string };
     const fds = new Set<number>();
     const args = toWire(this._opts.args ?? [], this._method, `a Process`, fds);
@@ -177,6 +191,29 @@ export class Process {
     return this;
   }
 
+  /** @internal The worker's entry in the forkserver's status table. */ _fsId = -1;
+  /** @internal */ _fsPid: number | null = null;
+  /** @internal */ _fs: import('./forkserver').FsServer | null = null;
+
+  /** @internal A worker forked by this thread's forkserver (started, and waited for, on first use). */
+  _startForkserver(): this {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const fsrv = require('./forkserver') as typeof import('./forkserver');
+    const t = this._opts.target as { module: string; export?: string };
+    const wire = toWire(this._opts.args ?? [], 'forkserver', 'a Process', new Set()); // Context rules first
+    const args = v8.serialize(wire); // throws DataCloneError before anything starts
+    const srv = fsrv.forkserver();
+    this._fsPid = srv.start(this, {
+      module: resolveModule(t.module),
+      export: t.export ?? null,
+      args,
+      name: this.name,
+      env: this._opts.env ? { ...this._opts.env } : null,
+    });
+    this._fs = srv;
+    return this;
+  }
+
   /** @internal */
   _settle(e: ExitInfo): void {
     if (this._exit) return;
@@ -194,7 +231,7 @@ export class Process {
   }
 
   get pid(): number | null {
-    return this._child?.pid ?? null;
+    return this._fsPid ?? this._child?.pid ?? null;
   }
 
   get exitCode(): number | null {
@@ -214,11 +251,17 @@ export class Process {
 
   /** Blocks until the child exits (true) or the timeout passes (false). Does not reap. */
   join(opts?: { timeout?: number }): boolean {
-    if (!this._child) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    if (!this._child && this._fsPid === null) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     this._checkOwner('join()');
     if (this._exit || this._joined) return true;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const timeout = opts === undefined ? -1 : (require('./validate') as typeof import('./validate')).timeoutOf(opts);
+    if (this._fs) {
+      const e = this._fs.join(this._fsId, timeout);
+      if (e === null) return false;
+      this._joined = e; // `exited` settles from the event loop (the forkserver's exit message)
+      return true;
+    }
     if (this._pidfd < 0) return false;
     const r = binding.pidfdWait(this._pidfd, timeout);
     if (r === null) return false;
@@ -229,10 +272,16 @@ export class Process {
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
-    if (!this._child) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
+    if (!this._child && this._fsPid === null) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     this._checkOwner('kill()');
     if (this._exit || this._joined) return;
-    this._child.kill(signal);
+    if (this._fs) {
+      const n = signalNumber(signal);
+      if (n === undefined) throw invalidArgType('signal', 'a signal name or number', signal);
+      this._fs.kill(this._fsId, n);
+      return;
+    }
+    this._child!.kill(signal);
   }
 }
 

@@ -124,7 +124,24 @@ Napi::Value CloseFd(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// setPdeathsig(sig) -> the parent's pid after asking for `sig` at its death.
+Napi::Value SetPdeathsig(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int sig = info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
+  if (sig < 0 || sig > 64) {
+    Napi::TypeError::New(env, "setPdeathsig: sig must be a signal number").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int r = set_parent_death_signal(sig);
+  if (r < 0) {
+    ThrowSystemError(env, r, "prctl");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, r);
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("setPdeathsig", Napi::Function::New(env, SetPdeathsig, "setPdeathsig"));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait, "pidfdWait"));
   exports.Set("reapPidfd", Napi::Function::New(env, ReapPidfd, "reapPidfd"));

@@ -81,5 +81,9 @@ int pidfd_wait_exit(int pidfd, double timeout_ms, int* code, int* signal);
 int pidfd_reap(int pidfd, int* code, int* signal);
 // pidfd_send_signal(2).
 int pidfd_signal(int pidfd, int sig);
+// Asks for `sig` when the parent (the thread that forked us) dies; returns the
+// parent's pid as seen after the call (compare it: the parent may be gone
+// already), or -errno.
+int set_parent_death_signal(int sig);
 
 }  // namespace forksafe

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -304,6 +305,15 @@ int pidfd_reap(int pidfd, int* code, int* signal) {
 int pidfd_signal(int pidfd, int sig) {
   long r = syscall(424 /* SYS_pidfd_send_signal */, pidfd, sig, nullptr, 0);
   return r < 0 ? -errno : 0;
+}
+
+}  // namespace forksafe
+
+namespace forksafe {
+
+int set_parent_death_signal(int sig) {
+  if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig), 0, 0, 0) != 0) return -errno;
+  return static_cast<int>(getppid());
 }
 
 }  // namespace forksafe

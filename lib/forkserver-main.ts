@@ -1,0 +1,163 @@
+// Entry point of the forkserver: `node --single-threaded dist/forkserver-main.js`,
+// started by lib/forkserver.ts. It dies with its parent (PR_SET_PDEATHSIG),
+// loads the preload modules once, then forks one worker per request read from
+// fd 3 (its private socketpair with the parent). Read docs/forkserver.md.
+//
+// Parent -> forkserver, on fd 3: frames [u32 length][v8.serialize(request)].
+// Forkserver -> parent: the status table in shared memory (ready word, and per
+// start: state, pid, exit code, signal), then a frame on fd 3 for each exit,
+// so the parent's `exited` promises settle from its event loop.
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as v8 from 'node:v8';
+import { pathToFileURL } from 'node:url';
+import { binding } from './binding';
+import { attach } from './attach';
+import { fromWire } from './handoff';
+import { dynamicImport } from './util';
+import { fork, ForkedChild } from './fork';
+import type { SharedMemory } from './shared-memory';
+import { FS, FsRequest, encodeFrame, FrameReader, entryWord, signalNumberOf } from './forkserver-protocol';
+
+const CHANNEL = 3;
+const SIGKILL = 9;
+
+function writeFrame(msg: unknown): void {
+  const buf = encodeFrame(msg);
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += fs.writeSync(CHANNEL, buf, off, buf.length - off);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') {
+        Atomics.wait(nap, 0, 0, 1);
+        continue;
+      }
+      if (code === 'EPIPE' || code === 'ECONNRESET') process.exit(0); // the parent is gone
+      throw e;
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const parent = Number(process.env.FORKSAFE_FS_PARENT);
+  // Die with the parent, and never outlive it even if it died already.
+  if (binding.setPdeathsig(SIGKILL) !== parent) process.exit(0);
+  const status = attach(JSON.parse(process.env.FORKSAFE_FS_STATUS ?? 'null')) as SharedMemory;
+  const preload = JSON.parse(process.env.FORKSAFE_FS_PRELOAD ?? '[]') as string[];
+  for (const k of ['FORKSAFE_FS_PARENT', 'FORKSAFE_FS_STATUS', 'FORKSAFE_FS_PRELOAD']) delete process.env[k];
+  const words = new Int32Array(status.buffer);
+
+  // Preload: each module's top level runs here, once, and every worker
+  // inherits the result.
+  for (const spec of preload) {
+    try {
+      try {
+        require(spec);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
+        await dynamicImport(pathToFileURL(spec).href);
+      }
+    } catch (e) {
+      const text = Buffer.from(`preload of '${spec}' failed in the forkserver: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      const area = new Uint8Array(status.buffer, FS.ERROR_OFFSET, FS.ERROR_BYTES);
+      area.set(text.subarray(0, FS.ERROR_BYTES - 1));
+      area[Math.min(text.length, FS.ERROR_BYTES - 1)] = 0;
+      Atomics.store(words, FS.READY, FS.READY_FAILED);
+      status.notify(FS.READY);
+      process.exit(1);
+    }
+  }
+
+  const children = new Map<number, ForkedChild>(); // by request id
+  const channel = new net.Socket({ fd: CHANNEL, readable: true, writable: false });
+  const reader = new FrameReader();
+  const queue: FsRequest[] = [];
+  let draining = false;
+
+  const serve = (req: FsRequest): void => {
+    if (req.t === 'kill') {
+      children.get(req.id)?.kill(req.signal);
+      return;
+    }
+    const w = entryWord(req.id);
+    let child: ForkedChild | null;
+    try {
+      child = fork(() => runWorker(req, channel));
+    } catch (e) {
+      // Nothing was forked: the parent's start() throws with this message.
+      const text = Buffer.from(e instanceof Error ? e.message : String(e));
+      const area = new Uint8Array(status.buffer, FS.ERROR_OFFSET, FS.ERROR_BYTES);
+      area.set(text.subarray(0, FS.ERROR_BYTES - 1));
+      area[Math.min(text.length, FS.ERROR_BYTES - 1)] = 0;
+      Atomics.store(words, w + FS.E_CODE, (e as { errno?: number }).errno ?? -1);
+      Atomics.store(words, w + FS.E_STATE, FS.FAILED);
+      status.notify(w + FS.E_STATE);
+      writeFrame({ t: 'failed', id: req.id, message: e instanceof Error ? e.message : String(e) });
+      return;
+    }
+    if (child === null) return; // unreachable: fork(main) never returns in the child
+    children.set(req.id, child);
+    Atomics.store(words, w + FS.E_PID, child.pid);
+    Atomics.store(words, w + FS.E_STATE, FS.STARTED);
+    status.notify(w + FS.E_STATE);
+    child.exited.then((e) => {
+      children.delete(req.id);
+      Atomics.store(words, w + FS.E_CODE, e.code ?? -1);
+      Atomics.store(words, w + FS.E_SIGNAL, e.signal ? signalNumberOf(e.signal) : 0);
+      Atomics.store(words, w + FS.E_STATE, FS.EXITED);
+      status.notify(w + FS.E_STATE);
+      writeFrame({ t: 'exit', id: req.id, pid: child!.pid, code: e.code, signal: e.signal });
+    });
+  };
+
+  // Requests are served from a clean stack (an immediate), one at a time.
+  const drain = (): void => {
+    draining = false;
+    while (queue.length) serve(queue.shift()!);
+  };
+  channel.on('data', (chunk: Buffer) => {
+    for (const msg of reader.push(chunk)) queue.push(msg as FsRequest);
+    if (!draining && queue.length) {
+      draining = true;
+      setImmediate(drain);
+    }
+  });
+  channel.on('end', () => process.exit(0)); // the parent closed the channel
+  channel.on('error', () => process.exit(0));
+
+  Atomics.store(words, FS.READY, FS.READY_OK);
+  Atomics.store(words, FS.READY_PID, process.pid);
+  status.notify(FS.READY);
+}
+
+/** In the worker: runs the target and returns its exit code (fork(main) exits with it). */
+async function runWorker(req: FsRequest & { t: 'start' }, channel: net.Socket): Promise<unknown> {
+  channel.destroy(); // the worker's copy of the forkserver's end of the channel
+  const server = Number(process.ppid);
+  // Die with the forkserver (which dies with the parent): no orphans.
+  if (binding.setPdeathsig(SIGKILL) !== server) process.exit(1);
+  if (req.name) process.title = req.name;
+  if (req.env) process.env = { ...req.env };
+  const args = fromWire(v8.deserialize(req.args), attach) as unknown[];
+  const ns = (await dynamicImport(pathToFileURL(req.module).href)) as Record<string, unknown>;
+  const d = ns.default as { default?: unknown; [k: string]: unknown } | undefined;
+  const fn = req.export !== null
+    ? (ns[req.export] ?? d?.[req.export])
+    : (typeof d === 'function' ? d : d?.default);
+  if (typeof fn !== 'function') {
+    throw new TypeError(
+      req.export !== null
+        ? `forksafe: module '${req.module}' has no exported function '${req.export}'`
+        : `forksafe: module '${req.module}' has no default export function; name one with target.export`,
+    );
+  }
+  return (fn as (...a: unknown[]) => unknown)(...args);
+}
+
+main().catch((e) => {
+  process.stderr.write(`forksafe forkserver: ${e instanceof Error ? e.stack : String(e)}\n`);
+  process.exit(1);
+});

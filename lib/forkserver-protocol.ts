@@ -1,0 +1,106 @@
+// What the parent and its forkserver share: the status table's layout and the
+// frames on their socketpair. See docs/forkserver.md.
+import * as os from 'node:os';
+import * as v8 from 'node:v8';
+
+/** Int32 word indexes and states of the status table (a 'spawn' SharedMemory). */
+export const FS = {
+  READY: 0, // 0 booting, 1 ready, 2 preload failed (text at ERROR_OFFSET)
+  READY_PID: 1,
+  READY_BOOTING: 0,
+  READY_OK: 1,
+  READY_FAILED: 2,
+  ERROR_OFFSET: 64,
+  ERROR_BYTES: 4032,
+  ENTRIES_WORD: 1024, // entries start at byte 4096
+  ENTRY_WORDS: 4,
+  ENTRIES: 4096, // concurrent starts per parent thread
+  // entry words
+  E_STATE: 0,
+  E_PID: 1,
+  E_CODE: 2,
+  E_SIGNAL: 3,
+  // entry states
+  FREE: 0,
+  REQUESTED: 1,
+  STARTED: 2,
+  EXITED: 3,
+  FAILED: 4,
+} as const;
+
+export const STATUS_BYTES = FS.ENTRIES_WORD * 4 + FS.ENTRIES * FS.ENTRY_WORDS * 4;
+
+export function entryWord(id: number): number {
+  return FS.ENTRIES_WORD + id * FS.ENTRY_WORDS;
+}
+
+export interface StartRequest {
+  t: 'start';
+  id: number;
+  module: string;
+  export: string | null;
+  args: Buffer; // v8.serialize(toWire(args))
+  name: string | null;
+  env: NodeJS.ProcessEnv | null;
+}
+
+export interface KillRequest {
+  t: 'kill';
+  id: number;
+  signal: number;
+}
+
+export type FsRequest = StartRequest | KillRequest;
+
+export interface ExitMessage {
+  t: 'exit';
+  id: number;
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface FailedMessage {
+  t: 'failed';
+  id: number;
+  message: string;
+}
+
+export type FsMessage = ExitMessage | FailedMessage;
+
+const MAX_FRAME = 1 << 30;
+
+export function encodeFrame(msg: unknown): Buffer {
+  const body = v8.serialize(msg);
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32LE(body.length, 0);
+  return Buffer.concat([head, body]);
+}
+
+/** Splits a byte stream into frames. */
+export class FrameReader {
+  private buf: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): unknown[] {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    const out: unknown[] = [];
+    while (this.buf.length >= 4) {
+      const n = this.buf.readUInt32LE(0);
+      if (n > MAX_FRAME) throw new Error(`forksafe forkserver: corrupt frame (${n} bytes)`);
+      if (this.buf.length < 4 + n) break;
+      out.push(v8.deserialize(this.buf.subarray(4, 4 + n)));
+      this.buf = this.buf.subarray(4 + n);
+    }
+    return out;
+  }
+}
+
+export function signalNumberOf(name: NodeJS.Signals): number {
+  return (os.constants.signals as Record<string, number>)[name] ?? 0;
+}
+
+export function signalNameOf(n: number): NodeJS.Signals | null {
+  if (!n) return null;
+  for (const [k, v] of Object.entries(os.constants.signals)) if (v === n) return k as NodeJS.Signals;
+  return null;
+}

@@ -1,0 +1,341 @@
+// The parent's side of the forkserver: started on first use (one per JS
+// thread), asked to fork over a private socketpair, watched through a status
+// table in shared memory. Read docs/forkserver.md.
+import * as child_process from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as v8 from 'node:v8';
+import type { Socket } from 'node:net';
+import { binding } from './binding';
+import { ForksafeError, invalidArgType } from './errors';
+import { onForkChild } from './fork';
+import {
+  FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord, signalNameOf,
+} from './forkserver-protocol';
+import type { SharedMemory } from './shared-memory';
+import type { ExitInfo } from './util';
+
+let preload: string[] = [];
+let serverExecArgv: string[] | null = null;
+
+// Flags that must not reach the forkserver: they would run the parent's code
+// again, fight over a debugger port, or (module hooks registered with
+// --import/--loader) start the loader's hooks thread, and a forkserver must be
+// single-threaded to fork.
+const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch|import|loader|experimental-loader)(=|$)|^-[ep]$/;
+const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader)$/;
+
+function defaultExecArgv(): string[] {
+  const out: string[] = [];
+  const a = process.execArgv;
+  for (let i = 0; i < a.length; i++) {
+    if (DROP.test(a[i])) {
+      if (TAKES_VALUE.test(a[i])) i++;
+      continue;
+    }
+    if (a[i] !== '--single-threaded') out.push(a[i]);
+  }
+  return out;
+}
+
+/** Resolves a module specifier the way the parent sees it (relative to the working directory). */
+export function resolveModule(spec: string): string {
+  if (path.isAbsolute(spec)) return spec;
+  if (spec.startsWith('./') || spec.startsWith('../')) return path.resolve(spec);
+  try {
+    return require.resolve(spec, { paths: [process.cwd()] });
+  } catch {
+    return spec; // the forkserver reports it
+  }
+}
+
+/**
+ * Modules the forkserver loads once, before it forks any worker (like Python's
+ * set_forkserver_preload). Takes effect for the next forkserver started; one
+ * already running keeps its preload. `execArgv`: the forkserver's node flags
+ * (default: the parent's, minus --inspect*, --eval, --import/--loader).
+ */
+export function setForkserverPreload(modules: string[], opts?: { execArgv?: string[] }): void {
+  if (!Array.isArray(modules) || !modules.every((m) => typeof m === 'string' && m !== '')) {
+    throw invalidArgType('modules', 'an array of module names or paths', modules);
+  }
+  if (opts !== undefined && (opts === null || typeof opts !== 'object')) throw invalidArgType('options', 'of type object', opts);
+  const ea = opts?.execArgv;
+  if (ea !== undefined && (!Array.isArray(ea) || !ea.every((a) => typeof a === 'string'))) {
+    throw invalidArgType('options.execArgv', 'an array of strings', ea);
+  }
+  preload = modules.map(resolveModule);
+  if (ea !== undefined) serverExecArgv = [...ea];
+}
+
+/** What a forkserver Process needs from its server. */
+export interface FsClient {
+  _fsId: number;
+  _settle(e: ExitInfo): void;
+  _failStart?(e: Error): void;
+}
+
+const SLICE_MS = 50; // liveness checks of the forkserver while blocked
+
+export class FsServer {
+  readonly proc: child_process.ChildProcess;
+  readonly sock: Socket;
+  readonly fd: number;
+  readonly status: SharedMemory;
+  readonly words: Int32Array;
+  readonly pidfd: number;
+  readonly pid: number;
+  readonly live = new Map<number, FsClient>();
+  private readonly free: number[] = [];
+  private readonly reader = new FrameReader();
+  dead = false;
+  deathReason = '';
+
+  constructor() {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { getContext } = require('./context') as typeof import('./context');
+    this.status = new (getContext('spawn').SharedMemory)({ size: STATUS_BYTES });
+    this.words = new Int32Array(this.status.buffer);
+    for (let i = FS.ENTRIES - 1; i >= 0; i--) this.free.push(i);
+    const env = {
+      ...process.env,
+      FORKSAFE_FS_PARENT: String(process.pid),
+      FORKSAFE_FS_STATUS: JSON.stringify(this.status.handle()),
+      FORKSAFE_FS_PRELOAD: JSON.stringify(preload),
+    };
+    this.proc = child_process.spawn(
+      process.execPath,
+      [...(serverExecArgv ?? defaultExecArgv()), '--single-threaded', path.join(__dirname, 'forkserver-main.js')],
+      { stdio: ['ignore', 'inherit', 'inherit', 'pipe'], env },
+    );
+    if (this.proc.pid === undefined) {
+      this.status.close();
+      throw new ForksafeError('forksafe: could not start the forkserver (spawn of node failed)', 'ERR_FORKSAFE_FORKSERVER');
+    }
+    this.pid = this.proc.pid;
+    this.pidfd = binding.pidfdOpen(this.pid);
+    this.sock = this.proc.stdio[3] as Socket;
+    this.fd = (this.sock as unknown as { _handle: { fd: number } })._handle.fd;
+    this.sock.on('data', (chunk: Buffer) => {
+      for (const m of this.reader.push(chunk)) this.onMessage(m as FsMessage);
+    });
+    this.sock.on('error', () => {}); // the 'exit' of the forkserver reports
+    this.proc.on('exit', (code, signal) => this.onDeath(`the forkserver (pid ${this.pid}) exited (${signal ?? `code ${code}`})`));
+    this.idle();
+  }
+
+  /** Keeps the parent's loop alive only while a worker is running. */
+  private idle(): void {
+    if (this.live.size === 0) {
+      this.sock.unref();
+      this.proc.unref();
+    } else {
+      this.sock.ref();
+      this.proc.ref();
+    }
+  }
+
+  private onMessage(m: FsMessage): void {
+    const c = this.live.get(m.id);
+    if (!c) return;
+    if (m.t === 'exit') this.finish(m.id, { code: m.code, signal: m.signal });
+  }
+
+  /** Settles a client and gives its entry back. */
+  finish(id: number, e: ExitInfo): void {
+    const c = this.live.get(id);
+    if (!c) return;
+    this.live.delete(id);
+    Atomics.store(this.words, entryWord(id) + FS.E_STATE, FS.FREE);
+    this.free.push(id);
+    c._settle(e);
+    this.idle();
+  }
+
+  private onDeath(why: string): void {
+    if (this.dead) return;
+    this.markDead(why);
+  }
+
+  markDead(why: string): void {
+    this.dead = true;
+    this.deathReason = why;
+    // Its workers die with it (PR_SET_PDEATHSIG = SIGKILL), unless they had
+    // exited already and the table says so.
+    for (const id of [...this.live.keys()]) this.finish(id, this.exitFromTable(id) ?? { code: null, signal: 'SIGKILL' });
+    if (this.pidfd >= 0) binding.closeFd(this.pidfd);
+    (this as { pidfd: number }).pidfd = -1;
+    this.status.close();
+    this.sock.destroy();
+    if (server === this) server = null;
+  }
+
+  /** Synchronous liveness: the forkserver's pidfd reports its exit (without reaping it). */
+  alive(): boolean {
+    if (this.dead) return false;
+    return binding.pidfdWait(this.pidfd, 0) === null;
+  }
+
+  exitFromTable(id: number): ExitInfo | null {
+    const w = entryWord(id);
+    if (Atomics.load(this.words, w + FS.E_STATE) !== FS.EXITED) return null;
+    const code = Atomics.load(this.words, w + FS.E_CODE);
+    return { code: code < 0 ? null : code, signal: signalNameOf(Atomics.load(this.words, w + FS.E_SIGNAL)) };
+  }
+
+  /** Blocks until word `i` is no longer `v`, the forkserver dies, or `deadline`. */
+  private waitWhile(i: number, v: number, deadline: number): 'changed' | 'dead' | 'timed-out' {
+    for (;;) {
+      if (Atomics.load(this.words, i) !== v) return 'changed';
+      if (!this.alive()) return Atomics.load(this.words, i) !== v ? 'changed' : 'dead';
+      const left = deadline - Date.now();
+      if (left <= 0) return 'timed-out';
+      this.status.wait(i, v, { timeout: Math.min(SLICE_MS, left) });
+    }
+  }
+
+  /** Blocks until the forkserver has loaded its preload; throws if it cannot. */
+  waitReady(): void {
+    const r = this.waitWhile(FS.READY, FS.READY_BOOTING, Infinity);
+    const state = Atomics.load(this.words, FS.READY);
+    if (r === 'changed' && state === FS.READY_OK) return;
+    const why = state === FS.READY_FAILED ? this.errorText() : 'it exited while starting';
+    this.markDead(why);
+    throw new ForksafeError(`forksafe: the forkserver could not start: ${why}`, 'ERR_FORKSAFE_FORKSERVER');
+  }
+
+  private errorText(): string {
+    const area = new Uint8Array(this.status.buffer, FS.ERROR_OFFSET, FS.ERROR_BYTES);
+    const end = area.indexOf(0);
+    return Buffer.from(area.subarray(0, end < 0 ? area.length : end)).toString('utf8');
+  }
+
+  send(msg: FsRequest): void {
+    const buf = encodeFrame(msg);
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    let off = 0;
+    while (off < buf.length) {
+      try {
+        off += fs.writeSync(this.fd, buf, off, buf.length - off);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN') {
+          if (!this.alive()) throw this.deadError();
+          Atomics.wait(nap, 0, 0, 1);
+          continue;
+        }
+        throw this.deadError();
+      }
+    }
+  }
+
+  deadError(): ForksafeError {
+    return new ForksafeError(`forksafe: the forkserver is gone: ${this.deathReason || 'it exited'}; the next start brings up a new one`,
+      'ERR_FORKSAFE_FORKSERVER');
+  }
+
+  /** Asks for a worker; blocks until the forkserver reports its pid. */
+  start(c: FsClient, req: Omit<FsRequest & { t: 'start' }, 'id' | 't'>): number {
+    const id = this.free.pop();
+    if (id === undefined) {
+      throw new ForksafeError(`forksafe: ${FS.ENTRIES} forkserver workers are running; wait for one to exit`, 'ERR_FORKSAFE_TOO_MANY_PROCESSES');
+    }
+    const w = entryWord(id);
+    Atomics.store(this.words, w + FS.E_PID, 0);
+    Atomics.store(this.words, w + FS.E_CODE, -1);
+    Atomics.store(this.words, w + FS.E_SIGNAL, 0);
+    Atomics.store(this.words, w + FS.E_STATE, FS.REQUESTED);
+    try {
+      this.send({ t: 'start', id, ...req });
+    } catch (e) {
+      this.free.push(id);
+      throw e;
+    }
+    const r = this.waitWhile(w + FS.E_STATE, FS.REQUESTED, Infinity);
+    const state = Atomics.load(this.words, w + FS.E_STATE);
+    if (r === 'dead' || state === FS.FAILED) {
+      const why = state === FS.FAILED ? this.errorText() : '';
+      Atomics.store(this.words, w + FS.E_STATE, FS.FREE);
+      this.free.push(id);
+      if (state === FS.FAILED) throw new ForksafeError(`forksafe: the forkserver could not fork: ${why}`, 'ERR_FORKSAFE_FORKSERVER');
+      this.markDead('it died while forking');
+      throw this.deadError();
+    }
+    c._fsId = id;
+    this.live.set(id, c);
+    this.idle();
+    return Atomics.load(this.words, w + FS.E_PID);
+  }
+
+  /** join(): blocks until the worker's exit is in the table, or the timeout. */
+  join(id: number, timeoutMs: number): ExitInfo | null {
+    const w = entryWord(id);
+    const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
+    const r = this.waitWhile(w + FS.E_STATE, FS.STARTED, deadline);
+    if (r === 'timed-out') return null;
+    return this.exitFromTable(id) ?? { code: null, signal: 'SIGKILL' }; // dead forkserver: its workers were killed
+  }
+
+  kill(id: number, signal: number): void {
+    if (this.dead || !this.live.has(id)) return;
+    try {
+      this.send({ t: 'kill', id, signal });
+    } catch {
+      // gone: its workers are gone with it
+    }
+  }
+}
+
+let server: FsServer | null = null;
+
+/** The running forkserver, started (and waited for) if there is none. */
+export function forkserver(): FsServer {
+  if (!server || server.dead || !server.alive()) {
+    if (server && !server.dead) server.markDead('it exited');
+    server = new FsServer();
+    try {
+      server.waitReady();
+    } catch (e) {
+      server = null;
+      throw e;
+    }
+  }
+  return server;
+}
+
+/**
+ * Starts the forkserver now without blocking the event loop (the first
+ * Process.start() would otherwise wait for node to boot and the preload to load).
+ */
+export async function startForkserver(): Promise<{ pid: number }> {
+  if (!server || server.dead) {
+    server = new FsServer();
+  }
+  const s = server;
+  for (;;) {
+    const state = Atomics.load(s.words, FS.READY);
+    if (state !== FS.READY_BOOTING || !s.alive()) break;
+    await s.status.waitAsync(FS.READY, FS.READY_BOOTING, { timeout: SLICE_MS });
+  }
+  s.waitReady(); // returns at once now, or throws why it failed
+  return { pid: s.pid };
+}
+
+/** The forkserver's pid, or null when none is running (for tests and tools). */
+export function forkserverPid(): number | null {
+  return server && !server.dead ? server.pid : null;
+}
+
+onForkChild(() => {
+  // A fork() child of the parent: the forkserver and its workers belong to the parent.
+  if (server) {
+    server.sock.destroy();
+    server.proc.unref();
+    server.dead = true;
+    server = null;
+  }
+});
+
+export function serializeArgs(wire: unknown[]): Buffer {
+  return v8.serialize(wire);
+}
