@@ -15,7 +15,7 @@ import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
 import { dynamicImport } from './util';
-import { fork, ForkedChild } from './fork';
+import { fork, ForkedChild, ForkChildUnwind } from './fork';
 import type { SharedMemory } from './shared-memory';
 import { FS, FsRequest, encodeFrame, FrameReader, entryWord, signalNumberOf } from './forkserver-protocol';
 
@@ -87,6 +87,7 @@ async function main(): Promise<void> {
     try {
       child = fork(() => runWorker(req, channel));
     } catch (e) {
+      if (e instanceof ForkChildUnwind) throw e; // this is the worker, leaving the forkserver's code
       // Nothing was forked: the parent's start() throws with this message.
       const text = Buffer.from(e instanceof Error ? e.message : String(e));
       const area = new Uint8Array(status.buffer, FS.ERROR_OFFSET, FS.ERROR_BYTES);

@@ -38,6 +38,22 @@ function defaultExecArgv(): string[] {
   return out;
 }
 
+/** NODE_OPTIONS without module hooks (--import/--loader would start the hooks thread in the forkserver). */
+export function sanitizeNodeOptions(v: string | undefined): string | undefined {
+  if (!v) return v;
+  const toks = v.match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
+  const out: string[] = [];
+  for (let i = 0; i < toks.length; i++) {
+    const bare = toks[i].replace(/"/g, '');
+    if (DROP.test(bare)) {
+      if (TAKES_VALUE.test(bare)) i++;
+      continue;
+    }
+    out.push(toks[i]);
+  }
+  return out.join(' ');
+}
+
 /** Resolves a module specifier the way the parent sees it (relative to the working directory). */
 export function resolveModule(spec: string): string {
   if (path.isAbsolute(spec)) return spec;
@@ -97,12 +113,15 @@ export class FsServer {
     this.status = new (getContext('spawn').SharedMemory)({ size: STATUS_BYTES });
     this.words = new Int32Array(this.status.buffer);
     for (let i = FS.ENTRIES - 1; i >= 0; i--) this.free.push(i);
-    const env = {
+    const env: NodeJS.ProcessEnv = {
       ...process.env,
       FORKSAFE_FS_PARENT: String(process.pid),
       FORKSAFE_FS_STATUS: JSON.stringify(this.status.handle()),
       FORKSAFE_FS_PRELOAD: JSON.stringify(preload),
     };
+    const nodeOptions = sanitizeNodeOptions(process.env.NODE_OPTIONS);
+    if (nodeOptions) env.NODE_OPTIONS = nodeOptions;
+    else delete env.NODE_OPTIONS;
     this.proc = child_process.spawn(
       process.execPath,
       [...(serverExecArgv ?? defaultExecArgv()), '--single-threaded', path.join(__dirname, 'forkserver-main.js')],

@@ -6,9 +6,9 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  Barrier, BoundedSemaphore, ClosedError, Condition, Event, ForksafeError, getContext, Lock, Process, RLock,
-  Semaphore, SharedMemory,
+  ClosedError, ForksafeError, getContext,
 } from '../dist/index.js';
+import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
 
 const TARGETS = path.join(__dirname, '..', 'build', 'fixtures', 'misc-targets.js');
 

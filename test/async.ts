@@ -13,9 +13,9 @@ import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  Barrier, BoundedSemaphore, BrokenBarrierError, ClosedError, Condition, DeadlockError, Event, Lock,
-  NotOwnerError, OwnerDiedError, Process, RLock, Semaphore, SharedMemory, TimeoutError,
+  BrokenBarrierError, ClosedError, DeadlockError, NotOwnerError, OwnerDiedError, TimeoutError,
 } from '../dist/index.js';
+import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
 import type { ExitInfo } from '../dist/index.js';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -2,7 +2,10 @@
 // barrier breaks (timeout, abort, reset while waiting, a SIGKILLed waiter).
 import t from 'tap';
 import * as path from 'node:path';
-import { Barrier, BrokenBarrierError, SharedMemory } from '../dist/index.js';
+import {
+  BrokenBarrierError,
+} from '../dist/index.js';
+import { Barrier, SharedMemory } from './lib/spawn';
 import { exitOf, starter, until } from './lib/children';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-barrier.js');

@@ -4,8 +4,9 @@
 import t from 'tap';
 import * as path from 'node:path';
 import {
-  Condition, ContextError, Lock, NotOwnerError, RLock, Semaphore, SharedMemory, getContext,
+  ContextError, NotOwnerError, getContext,
 } from '../dist/index.js';
+import { Condition, Lock, RLock, Semaphore, SharedMemory } from './lib/spawn';
 import { exitOf, sleep, starter, until } from './lib/children';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-condition.js');

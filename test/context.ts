@@ -8,9 +8,9 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import * as forksafe from '../dist/index.js';
 import {
-  Barrier, BoundedSemaphore, Condition, ContextError, Event, ForksafeError, getContext, getStartMethods, Lock,
-  Process, RLock, Semaphore, SharedMemory,
+  ContextError, ForksafeError, getContext, getStartMethods,
 } from '../dist/index.js';
+import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
 
 const ROOT = path.join(__dirname, '..');
 const DIST = path.join(ROOT, 'dist', 'index.js');
@@ -71,13 +71,16 @@ t.test('getContext: one singleton per method', async (t) => {
   t.equal(getContext('spawn'), spawn, "getContext('spawn') is a singleton");
   t.equal(getContext('fork'), fork, "getContext('fork') is a singleton");
   t.not(spawn, fork, 'distinct methods, distinct contexts');
-  t.equal(getContext(), spawn, "the default context is 'spawn' in this release");
-  t.equal(getContext(undefined), spawn, 'getContext(undefined) is the default');
+  const fsrv = getContext('forkserver');
+  t.equal(getContext(), fsrv, "the default context is 'forkserver' on Linux");
+  t.equal(getContext(undefined), fsrv, 'getContext(undefined) is the default');
+  t.equal(fsrv.method, 'forkserver', "forkserver.method === 'forkserver'");
   t.equal(spawn.method, 'spawn', "spawn.method === 'spawn'");
   t.equal(fork.method, 'fork', "fork.method === 'fork'");
   t.ok(Object.isFrozen(spawn), 'a context is frozen');
   for (const k of [...CLASSES, 'Process'] as const) {
-    t.equal(spawn[k], (forksafe as unknown as Record<string, unknown>)[k], `top-level ${k} is the default context's ${k}`);
+    t.equal(fsrv[k], (forksafe as unknown as Record<string, unknown>)[k], `top-level ${k} is the default context's ${k}`);
+    if (k !== 'Process') t.not(spawn[k], fsrv[k], `spawn.${k} is a class of its own`);
   }
   for (const k of CLASSES) {
     t.equal(fork[k], getContext('fork')[k], `fork.${k} is the same class on every call`);
@@ -89,14 +92,13 @@ t.test('getContext: one singleton per method', async (t) => {
 t.test('getStartMethods()', async (t) => {
   const m = getStartMethods();
   t.ok(Array.isArray(m), 'an array');
-  t.same(m, ['fork', 'spawn'], "['fork', 'spawn'], in that order");
-  t.notOk(m.includes('forkserver'), "does not list 'forkserver' (not in this release)");
+  t.same(m, ['forkserver', 'spawn', 'fork'], "['forkserver', 'spawn', 'fork'] on Linux, the default first");
   for (const x of m) t.equal(getContext(x).method, x, `getContext('${x}') works for a listed method`);
   t.not(getStartMethods(), getStartMethods(), 'a fresh array each call (callers may mutate it)');
 });
 
 t.test('every primitive knows its context', async (t) => {
-  for (const method of ['spawn', 'fork'] as const) {
+  for (const method of ['spawn', 'fork', 'forkserver'] as const) {
     const ctx = getContext(method);
     const made = [
       new ctx.Lock(), new ctx.RLock(), new ctx.Semaphore(1), new ctx.BoundedSemaphore(1), new ctx.Event(),
@@ -109,8 +111,8 @@ t.test('every primitive knows its context', async (t) => {
     }
     const c = made[5] as Condition;
     t.equal(c.lock.context, ctx, `${method} Condition's own lock is of the same context`);
-    t.ok(made[0] instanceof Lock, `${method} Lock is instanceof the top-level Lock`);
-    t.ok(made[7] instanceof SharedMemory, `${method} SharedMemory is instanceof the top-level SharedMemory`);
+    t.ok(made[0] instanceof forksafe.Lock, `${method} Lock is instanceof the top-level Lock`);
+    t.ok(made[7] instanceof forksafe.SharedMemory, `${method} SharedMemory is instanceof the top-level SharedMemory`);
     for (const p of made) p.close();
   }
 });
@@ -304,13 +306,7 @@ t.test("a persistent SharedMemory cannot be 'fork'", async (t) => {
   t.notOk(fs.existsSync(`/dev/shm/forksafe.ctx-${process.pid}`), 'nothing was created in /dev/shm');
 });
 
-t.test('unsupported and unknown methods', async (t) => {
-  t.throws(() => getContext('forkserver'), { code: 'ERR_FORKSAFE_UNSUPPORTED' }, "getContext('forkserver'): ERR_FORKSAFE_UNSUPPORTED");
-  try {
-    getContext('forkserver');
-  } catch (e) {
-    t.ok(e instanceof ForksafeError, 'a ForksafeError');
-  }
+t.test('unknown methods', async (t) => {
   for (const bad of ['bogus', '', 'Spawn', 'toString', '__proto__', 'constructor']) {
     try {
       getContext(bad as 'spawn');
@@ -323,7 +319,7 @@ t.test('unsupported and unknown methods', async (t) => {
   for (const bad of [5, null, {}, true]) {
     t.throws(() => getContext(bad as unknown as 'spawn'), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }, `getContext(${JSON.stringify(bad)}): TypeError ERR_INVALID_ARG_TYPE`);
   }
-  t.same(getStartMethods(), ['fork', 'spawn'], 'a failed getContext() does not change the start methods');
+  t.same(getStartMethods(), ['forkserver', 'spawn', 'fork'], 'a failed getContext() does not change the start methods');
 });
 
 t.test("getContext('fork').Process: a class of its own, function targets; start() needs what fork() needs", async (t) => {
@@ -350,10 +346,10 @@ t.test("getContext('fork').Process: a class of its own, function targets; start(
 
 // Keep the imports of every class honest: each is reachable from both contexts.
 t.test('each class of a context constructs objects of that context', async (t) => {
-  for (const method of ['spawn', 'fork'] as const) {
+  for (const method of ['spawn', 'fork', 'forkserver'] as const) {
     const ctx = getContext(method);
     const objs = [new ctx.Semaphore(0), new ctx.BoundedSemaphore(3), new ctx.Event(), new ctx.Barrier(1)];
-    t.ok(objs[0] instanceof Semaphore && objs[1] instanceof BoundedSemaphore && objs[2] instanceof Event && objs[3] instanceof Barrier,
+    t.ok(objs[0] instanceof forksafe.Semaphore && objs[1] instanceof forksafe.BoundedSemaphore && objs[2] instanceof forksafe.Event && objs[3] instanceof forksafe.Barrier,
       `${method}: instanceof the top-level classes`);
     for (const o of objs) o.close();
   }

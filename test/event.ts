@@ -2,7 +2,7 @@
 // many waiting processes.
 import t from 'tap';
 import * as path from 'node:path';
-import { Event, SharedMemory } from '../dist/index.js';
+import { Event, SharedMemory } from './lib/spawn';
 import { exitOf, sleep, starter, until } from './lib/children';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-event.js');

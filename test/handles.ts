@@ -9,9 +9,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  attach, Barrier, BoundedSemaphore, Condition, Event, ForksafeError, getContext, Lock,
-  OwnerDiedError, Process, RLock, Semaphore, SharedMemory,
+  attach, ForksafeError, getContext, OwnerDiedError,
 } from '../dist/index.js';
+import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
 
 const ROOT = path.join(__dirname, '..');
 const DIST = path.join(ROOT, 'dist', 'index.js');
@@ -523,7 +523,7 @@ const BINDING_FNS = [
   'barrierWait', 'barrierReset', 'barrierAbort', 'wordWait', 'wordWake', 'shmCreate', 'shmOpenName', 'shmUnlink',
   'pidfdOpen', 'pidfdWait', 'payloadFd', 'asyncInit', 'asyncLock', 'asyncSem', 'asyncEvent', 'asyncWord', 'asyncCond',
   'asyncBarrier', 'asyncCancel', 'asyncNotifyLocal', 'asyncStats', '_testForkWaiters', 'closeFd',
-  'token', 'pid', 'activeRequests', 'reapPidfd', 'pidfdKill',
+  'token', 'pid', 'activeRequests', 'reapPidfd', 'pidfdKill', 'seed', 'setPdeathsig',
 ];
 // Not fuzzed, on purpose: each ends or forks the calling process, or gives up its
 // references, by design (they take no argument that could be bad); test/fork.ts

@@ -7,8 +7,9 @@ import * as child_process from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
-  Barrier, BoundedSemaphore, Condition, Event, getContext, Lock, Process, RLock, Semaphore, SharedMemory,
+  getContext,
 } from '../dist/index.js';
+import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const runtime = require('../dist/runtime.js') as { stats(): Record<string, number> };
 

@@ -8,9 +8,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import {
-  DeadlockError, Event, Lock, NotOwnerError, NotRecoverableError, OwnerDiedError, Process, RLock,
-  SharedMemory, TimeoutError,
+  DeadlockError, NotOwnerError, NotRecoverableError, OwnerDiedError, TimeoutError,
 } from '../dist/index.js';
+import { Event, Lock, Process, RLock, SharedMemory } from './lib/spawn';
 import type { ExitInfo } from '../dist/index.js';
 
 // White-box: the forksafe JS-thread index of this (main) thread, i.e. owner().tid.

@@ -7,7 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Event, ForksafeError, Process, Semaphore, SharedMemory } from '../dist/index.js';
+import {
+  ForksafeError,
+} from '../dist/index.js';
+import { Event, Process, Semaphore, SharedMemory } from './lib/spawn';
 import type { ProcessOptions } from '../dist/index.js';
 
 const ROOT = path.join(__dirname, '..');

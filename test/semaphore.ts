@@ -2,7 +2,7 @@
 // real processes, and undoOnExit (units of a SIGKILLed holder come back).
 import t from 'tap';
 import * as path from 'node:path';
-import { BoundedSemaphore, Event, Process, Semaphore, SharedMemory } from '../dist/index.js';
+import { BoundedSemaphore, Event, Process, Semaphore, SharedMemory } from './lib/spawn';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-semaphore.js');
 

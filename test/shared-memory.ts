@@ -4,7 +4,10 @@
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ClosedError, Process, SharedMemory } from '../dist/index.js';
+import {
+  ClosedError,
+} from '../dist/index.js';
+import { Process, SharedMemory } from './lib/spawn';
 import { Child, exitOf, sleep, starter, until } from './lib/children';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-shm.js');

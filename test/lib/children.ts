@@ -1,7 +1,7 @@
 // Shared by the test files that run fixture roles as spawn-context Processes.
 // (In test/lib/, so tap does not run it as a test file.)
 import type tap from 'tap';
-import { Process } from '../../dist/index.js';
+import { Process } from './spawn';
 
 export interface Child {
   proc: Process;
