@@ -609,3 +609,8 @@ console.log(`\nWrote ${RESULTS} (run took ${elapsed} s${env.steal_during != null
 console.log();
 const forkRun = spawnSync(process.execPath, [path.join(here, 'fork.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
 if (forkRun.status !== 0) console.log(`bench/fork.mjs failed: ${forkRun.error?.message ?? `exit ${forkRun.status ?? forkRun.signal}`}`);
+
+// ---- forkserver benchmarks: bench/forkserver.mjs (writes bench/forkserver-results.json) ----
+console.log();
+const fsRun = spawnSync(process.execPath, [path.join(here, 'forkserver.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
+if (fsRun.status !== 0) console.log(`bench/forkserver.mjs failed: ${fsRun.error?.message ?? `exit ${fsRun.status ?? fsRun.signal}`}`);

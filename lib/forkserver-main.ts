@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
-import { dynamicImport } from './util';
+import { dynamicImport, loadForkedTarget } from './util';
 import { fork, ForkedChild, ForkChildUnwind } from './fork';
 import type { SharedMemory } from './shared-memory';
 import { FS, FsRequest, encodeFrame, FrameReader, entryWord, signalNumberOf } from './forkserver-protocol';
@@ -143,7 +143,7 @@ async function runWorker(req: FsRequest & { t: 'start' }, channel: net.Socket): 
   if (req.name) process.title = req.name;
   if (req.env) process.env = { ...req.env };
   const args = fromWire(v8.deserialize(req.args), attach) as unknown[];
-  const ns = (await dynamicImport(pathToFileURL(req.module).href)) as Record<string, unknown>;
+  const ns = await loadForkedTarget(req.module);
   const d = ns.default as { default?: unknown; [k: string]: unknown } | undefined;
   const fn = req.export !== null
     ? (ns[req.export] ?? d?.[req.export])

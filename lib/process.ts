@@ -13,7 +13,7 @@ import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
 import { validateObject } from './validate';
-import { ExitInfo, dynamicImport, exitInfo, signalNumber } from './util';
+import { ExitInfo, dynamicImport, exitInfo, loadForkedTarget, signalNumber } from './util';
 
 export type Target = ((...args: never[]) => unknown) | { module: string; export?: string };
 
@@ -274,10 +274,10 @@ export class Process {
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     if (!this._child && this._fsPid === null) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     this._checkOwner('kill()');
+    const n = signalNumber(signal);
+    if (n === undefined) throw invalidArgType('signal', 'a signal name or number', signal);
     if (this._exit || this._joined) return;
     if (this._fs) {
-      const n = signalNumber(signal);
-      if (n === undefined) throw invalidArgType('signal', 'a signal name or number', signal);
       this._fs.kill(this._fsId, n);
       return;
     }
@@ -349,7 +349,7 @@ export class ForkProcess {
       : fork(async () => {
       setup();
       const t = t0 as { module: string; export?: string };
-      const ns = (await dynamicImport(pathToFileURL(resolveModule(t.module)).href)) as Record<string, unknown>;
+      const ns = await loadForkedTarget(resolveModule(t.module));
       const d = ns.default as { default?: unknown; [k: string]: unknown } | undefined;
       const fn = t.export !== undefined
         ? (ns[t.export] ?? d?.[t.export])

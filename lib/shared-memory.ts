@@ -4,7 +4,7 @@
 // object named "forksafe.<name>" that outlives every process until unlink().
 import { binding } from './binding';
 import { ClosedError, ContextError, ForksafeError, badHandle, invalidArgType, outOfRange } from './errors';
-import { S, SEG_SHM, StartMethod } from './layout';
+import { CTX_NAME, S, SEG_SHM, StartMethod } from './layout';
 import { contextOf, takeAttach } from './primitive';
 import type { Context } from './context';
 import { getContext } from './context';
@@ -109,7 +109,7 @@ export class SharedMemory {
     }
     const info = binding.segInfo(seg);
     const h: BaseHandle = {
-      forksafe: 1, type: 'SharedMemory', context: 'spawn',
+      forksafe: 1, type: 'SharedMemory', context: CTX_NAME[info!.ctx] ?? 'spawn', // as made: 'spawn' or 'forkserver'
       segment: { id: info!.id, pid: 0, fd: -1, dev: '0', ino: '0', size: info!.size, name: PREFIX + name },
       offset: 0, generation: 1,
     };

@@ -24,3 +24,42 @@ export function signalNumber(signal: NodeJS.Signals | number): number | undefine
 // so that ESM targets work as well as CommonJS ones.
 // eslint-disable-next-line @typescript-eslint/no-implied-eval
 export const dynamicImport = new Function('specifier', 'return import(specifier)') as (s: string) => Promise<unknown>;
+
+// Module customization hooks (--import/--loader, or module.register()) run on
+// a thread of their own. A forked process has no such thread: its import()
+// would wait for it forever. These flags are the sign that hooks may exist.
+const HOOK_FLAGS = /(^|\s|")--(import|loader|experimental-loader)([=\s]|$)/;
+
+export function moduleHooksSuspected(): string | null {
+  const flags = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;
+  const m = HOOK_FLAGS.exec(flags);
+  return m ? `--${m[2]}` : null;
+}
+
+/**
+ * Loads a Process target in a forked process (fork context, forkserver
+ * worker): CommonJS with require() (synchronous, on this thread), ESM with
+ * import() — refused with a clear error where module hooks may be running,
+ * since their thread did not survive the fork and import() would never finish.
+ */
+export async function loadForkedTarget(spec: string): Promise<Record<string, unknown>> {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const m = require(spec) as unknown;
+    // Shaped like import()'s namespace of a CommonJS module: `default` is module.exports.
+    if (typeof m === 'function') return Object.assign({}, m as unknown as Record<string, unknown>, { default: m });
+    if (m !== null && typeof m === 'object') return { ...(m as Record<string, unknown>), default: 'default' in m ? (m as { default: unknown }).default : m };
+    return { default: m };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
+  }
+  const flag = moduleHooksSuspected();
+  if (flag) {
+    throw new Error(
+      `forksafe: '${spec}' is an ES module, and this process was forked from one started with ${flag} (module hooks, ` +
+        'which Node runs on a thread of their own that a forked process does not have: import() would never finish). ' +
+        "Make the target CommonJS, start node without module hooks, or use getContext('spawn').",
+    );
+  }
+  return (await dynamicImport(require('node:url').pathToFileURL(spec).href)) as Record<string, unknown>;
+}

@@ -451,7 +451,7 @@ t.test("Process context rules: 'spawn' primitives to a 'fork' Process and back: 
   for (const x of last(r).results ?? []) {
     t.equal(x.isContextError, true, `${x.what}: ContextError`, { got: x.error });
     t.equal(x.error?.code, 'ERR_FORKSAFE_CONTEXT_MISMATCH', `${x.what}: code ERR_FORKSAFE_CONTEXT_MISMATCH`);
-    t.match(x.error?.message, /getContext\('(spawn|fork)'\)/, `${x.what}: the message gives the fix`);
+    t.match(x.error?.message, /getContext\('(spawn|fork|forkserver)'\)/, `${x.what}: the message gives the fix`);
     t.equal(x.pid, null, `${x.what}: the Process has no pid`);
     t.same(x.childrenAfter, x.childrenBefore, `${x.what}: no process was created`);
   }

@@ -3,6 +3,7 @@
 import t from 'tap';
 import * as path from 'node:path';
 import { BoundedSemaphore, Event, Process, Semaphore, SharedMemory } from './lib/spawn';
+import { Semaphore as BaseSemaphore } from '../dist/index.js';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-semaphore.js');
 
@@ -74,7 +75,7 @@ t.test('value, acquire/release, timeout 0, release(n)', async (t) => {
 t.test('BoundedSemaphore: release above the initial value is a RangeError', async (t) => {
   const b = new BoundedSemaphore(2);
   t.teardown(() => b.close());
-  t.ok(b instanceof Semaphore);
+  t.ok(b instanceof BaseSemaphore, 'a BoundedSemaphore is a Semaphore (the top-level class)');
   t.throws(() => b.release(), RangeError, 'release at the initial value');
   t.throws(() => b.release(), { code: 'ERR_OUT_OF_RANGE' });
   t.equal(b.value, 2, 'a refused release changes nothing');

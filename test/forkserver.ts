@@ -1,0 +1,301 @@
+// The 'forkserver' context (the default on Linux): workers forked from a
+// pre-warmed zygote. Exit codes and signals, args and primitives, preload run
+// once, context rules, the forkserver killed (recovery), the parent SIGKILLed
+// (no orphan), 500 starts without leaks, and who may ask it to fork.
+import t from 'tap';
+import * as child_process from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  ContextError, Event, ForksafeError, Lock, Process, SharedMemory, forkserverPid, getContext, setForkserverPreload,
+  startForkserver,
+} from '../dist/index.js';
+import type { ExitInfo } from '../dist/index.js';
+
+const ROOT = path.join(__dirname, '..');
+const FIX = path.join(ROOT, 'build', 'fixtures');
+const TARGETS = path.join(FIX, 'forkserver-targets.js');
+const PRELOAD = path.join(FIX, 'forkserver-preload.js');
+const PARENT = path.join(FIX, 'forkserver-parent.js');
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function get(shm: SharedMemory, at = 0): Record<string, unknown> {
+  const n = new DataView(shm.buffer).getUint32(at, true);
+  return JSON.parse(Buffer.from(new Uint8Array(shm.buffer, at + 4, n)).toString('utf8')) as Record<string, unknown>;
+}
+
+/** Resolves with the exit, or null after `ms`. */
+async function within(p: Promise<ExitInfo>, ms: number): Promise<ExitInfo | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p, new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)))]);
+  clearTimeout(timer);
+  return r;
+}
+
+/** Process state from /proc: null when gone, else the state letter (Z = zombie). */
+function procState(pid: number): string | null {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}
+const gone = (pid: number): boolean => {
+  const s = procState(pid);
+  return s === null || s === 'Z' || s === 'X';
+};
+
+async function until(pred: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) return false;
+    await sleep(10);
+  }
+  return true;
+}
+
+function start(t: typeof import("tap").default, exp: string, args: unknown[] = [], extra: Record<string, unknown> = {}): Process {
+  const p = new Process({ target: { module: TARGETS, export: exp }, args, ...extra }).start();
+  t.teardown(async () => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    await within(p.exited, 5000);
+  });
+  return p;
+}
+
+const fdCount = (pid: number | 'self'): number => fs.readdirSync(`/proc/${pid}/fd`).length;
+const mapCount = (pid: number | 'self'): number => fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').length;
+const childrenOf = (pid: number): number[] => {
+  const out: number[] = [];
+  for (const task of fs.readdirSync(`/proc/${pid}/task`)) {
+    const c = fs.readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+    if (c) out.push(...c.split(/\s+/).map(Number));
+  }
+  return out;
+};
+
+t.test('the default context is forkserver; its Process refuses what it cannot do', async (t) => {
+  t.equal(getContext().method, 'forkserver');
+  t.equal(Process, getContext('forkserver').Process, 'the top-level Process is the forkserver context\'s');
+  t.throws(() => new Process({ target: (() => 0) as never }), { code: 'ERR_INVALID_ARG_TYPE', message: /function cannot cross/ },
+    'a function target: a clear TypeError');
+  t.throws(() => new Process({ target: { module: TARGETS }, stdio: 'pipe' }), { code: 'ERR_INVALID_ARG_TYPE', message: /docs\/forkserver\.md/ },
+    "stdio: 'pipe': refused, pointing at the docs");
+  t.throws(() => new Process({ target: { module: TARGETS }, execArgv: [] }), { code: 'ERR_INVALID_ARG_TYPE', message: /setForkserverPreload/ },
+    'execArgv: refused (workers run the forkserver\'s flags)');
+  t.throws(() => setForkserverPreload('x' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => setForkserverPreload([1] as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => setForkserverPreload([], { execArgv: [1] } as never), { code: 'ERR_INVALID_ARG_TYPE' });
+});
+
+t.test('preload: a module\'s top level runs once, in the forkserver, never in a worker', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forksafe-fs-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const marker = path.join(dir, 'marker');
+  fs.writeFileSync(marker, '');
+  process.env.FORKSAFE_MARKER = marker; // the forkserver inherits the environment at its start
+  t.teardown(() => delete process.env.FORKSAFE_MARKER);
+  setForkserverPreload([PRELOAD], { execArgv: [] });
+  t.equal(forkserverPid(), null, 'no forkserver before the first use');
+  const { pid: server } = await startForkserver();
+  t.equal(forkserverPid(), server, 'startForkserver() started it');
+  const shms = [0, 1, 2].map(() => new SharedMemory({ size: 65536 }));
+  const evs = [0, 1, 2].map(() => new Event());
+  const ps = shms.map((s, i) => start(t, 'info', [s, i, evs[i]]));
+  for (const p of ps) t.same(await within(p.exited, 10_000), { code: 0, signal: null }, `worker ${p.pid} exited 0`);
+  const seen = shms.map((s) => get(s));
+  for (const s of seen) t.equal(s.preloadRuns, 1, 'the worker inherited the preload\'s state: its top level ran once');
+  const lines = fs.readFileSync(marker, 'utf8').trim().split('\n');
+  t.same(lines, [`preload ${server}`], 'the marker has one line, written by the forkserver', { lines });
+  t.same(seen.map((s) => s.ppid), [server, server, server], 'every worker is a child of the forkserver');
+  t.equal(new Set(seen.map((s) => s.pid)).size, 3, 'three distinct workers');
+  t.same(ps.map((p) => p.pid), seen.map((s) => s.pid), 'Process.pid is the worker\'s own process.pid');
+  // The fork fixes hold in workers: ids and Math.random are their own.
+  const uu = seen.flatMap((s) => s.uuids as string[]);
+  t.equal(new Set(uu).size, uu.length, `${uu.length} randomUUID()s from 3 workers: no repeats`);
+  const rr = seen.flatMap((s) => s.randoms as number[]);
+  t.equal(new Set(rr).size, rr.length, `${rr.length} Math.random()s from 3 workers: no repeats`);
+  for (const s of shms) s.close();
+});
+
+t.test('exit codes, signals, join() and kill()', async (t) => {
+  const cases: Array<[string, unknown[], ExitInfo]> = [
+    ['ret', [7], { code: 7, signal: null }],
+    ['retAsync', [9], { code: 9, signal: null }],
+    ['throwIt', [], { code: 1, signal: null }],
+    ['exitWith', [3], { code: 3, signal: null }],
+    ['killSelf', ['SIGKILL'], { code: null, signal: 'SIGKILL' }],
+    // Not SIGTERM: under tap, the forkserver inherits signal-exit's handlers for it
+    // (from tap's --import in NODE_OPTIONS), and so do its workers, as with any fork.
+    ['killSelf', ['SIGPROF'], { code: null, signal: 'SIGPROF' }],
+  ];
+  for (const [exp, args, want] of cases) {
+    const p = start(t, exp, args);
+    t.ok(Number.isInteger(p.pid) && (p.pid as number) > 0, `${exp}: pid known when start() returns`);
+    t.same(await within(p.exited, 10_000), want, `${exp}(${args.join(', ')}) → ${JSON.stringify(want)}`);
+    t.equal(p.exitCode, want.code, `${exp}: exitCode`);
+    t.equal(p.signalCode, want.signal, `${exp}: signalCode`);
+    t.ok(await until(() => gone(p.pid as number) && procState(p.pid as number) === null, 2000), `${exp}: reaped, no zombie`);
+  }
+  // A waiting worker: join() times out, kill() ends it, join() sees it.
+  const ready = new Event();
+  const go = new Event();
+  const p = start(t, 'waitFor', [ready, go]);
+  t.ok(ready.wait({ timeout: 10_000 }), 'the worker is running');
+  t.equal(p.join({ timeout: 50 }), false, 'join({timeout: 50}) on a running worker: false');
+  const t0 = Date.now();
+  p.kill('SIGKILL');
+  t.equal(p.join({ timeout: 5000 }), true, 'join() after kill(): true');
+  t.equal(p.signalCode, 'SIGKILL', 'signalCode known right after join()');
+  const e = await within(p.exited, 2000);
+  t.same(e, { code: null, signal: 'SIGKILL' }, 'exited: SIGKILL');
+  t.ok(Date.now() - t0 < 2000, 'exited within 2 s of the kill (generous bound)');
+  // A worker that exits normally: join() without timeout.
+  const go2 = new Event();
+  go2.set();
+  const q = start(t, 'waitFor', [new Event(), go2]);
+  t.equal(q.join(), true, 'join() with no timeout');
+  t.equal(q.exitCode, 0);
+  t.throws(() => q.start(), { code: 'ERR_FORKSAFE_STARTED' }, 'start() twice: ERR_FORKSAFE_STARTED');
+  t.throws(() => p.kill('SIGBOGUS' as never), { code: 'ERR_INVALID_ARG_TYPE' }, 'a bad signal name');
+});
+
+t.test('args: structured-clone data and forkserver primitives, attached in the worker', async (t) => {
+  const shm = new SharedMemory({ size: 65536 });
+  const ev = new Event();
+  const data = new Map<string, unknown>([['a', [1, 2, { b: 'c' }]], ['big', 'x'.repeat(100_000).length]]);
+  const p = start(t, 'info', [shm, data, ev], { name: 'fs-worker', env: { FORKSAFE_TEST_ENV: 'yes' } });
+  t.ok(ev.wait({ timeout: 10_000 }), 'the worker set the Event it was given');
+  await within(p.exited, 10_000);
+  const s = get(shm);
+  t.same(s.data, { map: [['a', [1, 2, { b: 'c' }]], ['big', 100_000]] }, 'a Map with nested data arrived');
+  t.equal(s.evContext, 'forkserver', 'the Event is the forkserver context\'s in the worker');
+  t.equal(s.env, 'yes', 'env: the worker sees the given environment');
+  t.equal(s.title, 'fs-worker', 'name sets process.title');
+  // 4 workers x 20,000 locked increments: exact.
+  const lock = new Lock();
+  const counter = new SharedMemory({ size: 64 });
+  const ws = [0, 1, 2, 3].map(() => start(t, 'incr', [lock, counter, 20_000]));
+  for (const w of ws) t.same(await within(w.exited, 30_000), { code: 0, signal: null });
+  t.equal(new Int32Array(counter.buffer)[0], 80_000, '4 workers x 20,000 locked increments = 80,000');
+  for (const x of [shm, ev, lock, counter]) x.close();
+});
+
+t.test("context rules: 'fork' and 'spawn' primitives are refused before anything starts", async (t) => {
+  for (const m of ['fork', 'spawn'] as const) {
+    const ctx = getContext(m);
+    for (const prim of [new ctx.Lock(), new ctx.Event(), new ctx.SharedMemory({ size: 64 })]) {
+      const p = new Process({ target: { module: TARGETS, export: 'ret' }, args: [{ deep: [prim] }] });
+      let err: unknown = null;
+      try {
+        p.start();
+      } catch (e) {
+        err = e;
+      }
+      t.ok(err instanceof ContextError, `a '${m}' ${prim.constructor.name}: ContextError`, { err: String(err) });
+      t.equal(p.pid, null, 'nothing started');
+      prim.close();
+    }
+  }
+  const fsLock = new Lock();
+  const SP = getContext('spawn').Process;
+  t.throws(() => new SP({ target: { module: TARGETS, export: 'ret' }, args: [fsLock], execArgv: [] }).start(),
+    ContextError, "a forkserver Lock handed to a 'spawn' Process: ContextError");
+  fsLock.close();
+  t.throws(() => start(t, 'ret', [() => 1]), /could not be cloned/, 'a function in args: DataCloneError before anything starts');
+});
+
+t.test('the forkserver killed: running workers end with it, the next start brings up a new one', async (t) => {
+  const ready = new Event();
+  const p = start(t, 'waitFor', [ready, new Event()]);
+  t.ok(ready.wait({ timeout: 10_000 }), 'a worker is running');
+  const old = forkserverPid() as number;
+  t.ok(old > 0, 'a forkserver is running');
+  process.kill(old, 'SIGKILL');
+  const e = await within(p.exited, 2000);
+  t.same(e, { code: null, signal: 'SIGKILL' }, "the worker's exited resolves (SIGKILL) within 2 s");
+  t.ok(await until(() => gone(p.pid as number), 2000), 'the worker is gone (PR_SET_PDEATHSIG)');
+  t.ok(await until(() => forkserverPid() === null, 2000), 'forkserverPid() is null once it is gone');
+  const q = start(t, 'ret', [5]);
+  t.same(await within(q.exited, 10_000), { code: 5, signal: null }, 'the next start works');
+  const now = forkserverPid();
+  t.ok(now !== null && now !== old, `a new forkserver (${old} → ${now})`);
+});
+
+t.test('the parent SIGKILLed: no forkserver, no worker left after 2 s', async (t) => {
+  const c = child_process.spawn(process.execPath, [PARENT], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((resolve) => {
+    let out = '';
+    const timer = setTimeout(() => resolve(out), 20_000);
+    c.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out.includes('\n')) {
+        clearTimeout(timer);
+        resolve(out);
+      }
+    });
+  });
+  const info = JSON.parse(line) as { parent: number; forkserver: number; workers: number[] };
+  t.equal(info.workers.length, 2, 'the parent started 2 workers');
+  const all = [info.forkserver, ...info.workers];
+  t.ok(all.every((pid) => !gone(pid)), 'forkserver and workers running');
+  c.kill('SIGKILL');
+  const ok = await until(() => all.every(gone), 2000);
+  t.ok(ok, 'forkserver and both workers gone within 2 s of the parent\'s SIGKILL', { states: all.map(procState) });
+  if (!ok) for (const pid of all) if (!gone(pid)) process.kill(pid, 'SIGKILL');
+});
+
+t.test('500 starts: no fd, mapping, zombie or segment left', async (t) => {
+  const warm = start(t, 'ret', [0]);
+  await within(warm.exited, 10_000);
+  await sleep(50);
+  const server = forkserverPid() as number;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { stats } = require('../dist/runtime.js') as { stats(): { mapped: number } };
+  const before = { fds: fdCount('self'), maps: mapCount('self'), sfds: fdCount(server), smaps: mapCount(server), mapped: stats().mapped };
+  let bad = 0;
+  for (let round = 0; round < 50; round++) {
+    const batch = Array.from({ length: 10 }, (_, i) => new Process({ target: { module: TARGETS, export: 'ret' }, args: [i] }).start());
+    const exits = await Promise.all(batch.map((p) => within(p.exited, 10_000)));
+    exits.forEach((e, i) => {
+      if (!e || e.code !== i) bad++;
+    });
+  }
+  t.equal(bad, 0, '500 workers, each exited with its own code');
+  await sleep(100);
+  t.equal(forkserverPid(), server, 'one forkserver served them all');
+  t.same(childrenOf(server), [], 'the forkserver has no child left (no zombie)');
+  const after = { fds: fdCount('self'), maps: mapCount('self'), sfds: fdCount(server), smaps: mapCount(server), mapped: stats().mapped };
+  t.same({ fds: after.fds, sfds: after.sfds, mapped: after.mapped }, { fds: before.fds, sfds: before.sfds, mapped: before.mapped },
+    'fds of the parent and of the forkserver, and mapped segments: unchanged', { before, after });
+  // Mappings: V8 maps heap pages as it grows, so a few may come; one per start would be 500.
+  t.ok(after.maps - before.maps < 50 && after.smaps - before.smaps < 50, 'mappings of both: no growth per start', { before, after });
+  t.same(childrenOf(process.pid).filter((pid) => pid !== server), [], 'the parent has no child but the forkserver');
+});
+
+t.test('only its parent can ask it to fork: no address to connect to, its socket closed to other users', async (t) => {
+  await startForkserver();
+  const server = forkserverPid() as number;
+  const sockets = fs.readdirSync(`/proc/${server}/fd`)
+    .map((fd) => { try { return fs.readlinkSync(`/proc/${server}/fd/${fd}`); } catch { return ''; } })
+    .filter((l) => l.startsWith('socket:['))
+    .map((l) => l.slice(8, -1));
+  t.ok(sockets.length >= 1, 'the forkserver holds its channel socket');
+  const unix = fs.readFileSync('/proc/net/unix', 'utf8').trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  const mine = unix.filter((cols) => sockets.includes(cols[6]));
+  t.ok(mine.length >= 1, 'its sockets are AF_UNIX');
+  t.same(mine.filter((cols) => cols.length > 7), [], 'none has a path or an abstract name: nothing another process could connect to');
+  t.same(mine.filter((cols) => cols[3] === '00010000'), [], 'none is listening');
+  if (process.getuid?.() !== 0) {
+    t.skip('reaching its socket as another user needs root to switch users');
+    return;
+  }
+  const r = child_process.spawnSync(process.execPath, ['-e', `require('fs').openSync('/proc/${server}/fd/3', 'r+')`], {
+    uid: 65534, gid: 65534, encoding: 'utf8', timeout: 10_000,
+  });
+  t.not(r.status, 0, "user 'nobody' cannot open the forkserver's socket through /proc");
+  t.match(r.stderr, /EACCES|EPERM/, 'refused by the kernel (EACCES)');
+});
