@@ -89,3 +89,25 @@ exports.lockHolderThread = function lockHolderThread() {
     go.close();
   }
 };
+
+/**
+ * Row 10, a task of the example pool (examples/pool/): what the Python script's
+ * task does. Task `bad` SIGKILLs its own worker, as the OOM killer would.
+ */
+exports.poolSquare = async function poolSquare({ x, bad }) {
+  if (x === bad) process.kill(process.pid, 'SIGKILL');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  return x * x;
+};
+
+/** Row 11: the worker's first message back (start-up time), then it exits. */
+exports.startupPing = function startupPing(up) {
+  up.set();
+  return 0;
+};
+
+// Row 11 with child_process.fork(): `fork(ROLES, ['--startup-ping'])` sends one
+// IPC message as soon as it runs, then exits.
+if (require.main === module && process.argv.includes('--startup-ping')) {
+  process.send('up', () => process.disconnect());
+}

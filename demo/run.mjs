@@ -13,10 +13,13 @@
 //     them in a child `node --single-threaded demo/run.mjs --fork-scenario <name>` that
 //     prints one JSON line (same hard timeout and process-group kill as the Python
 //     scripts, so its forked children cannot outlive the demo either).
+//     Rows 10 and 11 use the default 'forkserver' context: row 10 runs the example
+//     pool of examples/pool/, row 11 times worker start-up (its Python script runs
+//     alone, after the others, so that they do not disturb its timings).
 //
 // Exit status: 0 when every forksafe cell behaved as expected, 1 otherwise (a regression).
 // The Python column never changes the exit status: it shows what Python does here.
-import { spawn, spawnSync } from 'node:child_process';
+import { fork as forkChild, spawn, spawnSync } from 'node:child_process';
 import nodeCrypto from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
@@ -24,8 +27,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
-  getContext, fork, exit, forkSafety, ContextError, DeadlockError, ForkUnsafeError, NotOwnerError, OwnerDiedError,
+  getContext, fork, exit, forkSafety, startForkserver,
+  ContextError, DeadlockError, ForkUnsafeError, NotOwnerError, OwnerDiedError,
 } from 'forksafe';
+import { Pool, WorkerDiedError } from '../examples/pool/pool.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const HERE = path.dirname(SELF);
@@ -346,7 +351,9 @@ async function forkRandomIds() {
       // The forked child: never returns from here.
       putJson(shm, {
         pid: process.pid,
-        naiveUuids: discarded.slice(),
+        // The child's drain is the last 128 calls recorded: fork() may also call
+        // randomUUID() in the parent first (it warms up the drain function there).
+        naiveUuids: discarded.slice(-128),
         uuids: Array.from({ length: N }, () => nodeCrypto.randomUUID()),
         randoms: Array.from({ length: N }, () => Math.random()),
         naiveRandoms: Array.from({ length: N }, () => v8Random()),
@@ -530,6 +537,126 @@ async function fsForkRefused() {
     await reading?.catch(() => {});
     await worker.terminate();
   }
+}
+
+// ---------------------------------------------------------------- forksafe side: processes and pools
+
+const median = (xs) => {
+  const a = [...xs].sort((x, y) => x - y);
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+};
+
+/** Resolves with `p`'s value, or `fallback` after `ms` (bounds every wait of rows 10 and 11). */
+async function orAfter(p, ms, fallback) {
+  let timer;
+  try {
+    return await Promise.race([p, new Promise((resolve) => (timer = setTimeout(() => resolve(fallback), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Row 10: the example pool (examples/pool/, 2 forkserver workers) maps the Python
+ * script's six tasks; task 3 SIGKILLs its own worker.
+ */
+async function fsPoolKilledWorker() {
+  const pool = new Pool({ workers: 2, module: ROLES, export: 'poolSquare' });
+  const TIMEOUT = Symbol('timeout');
+  try {
+    if ((await orAfter(pool.ready(), 8000, TIMEOUT)) === TIMEOUT) return bad('the pool did not start 2 workers within 8 s');
+    const before = pool.pids;
+    const t0 = nowNs();
+    const runs = [0, 1, 2, 3, 4, 5].map((x) => pool.run({ x, bad: 3 }));
+    const settled = await orAfter(Promise.allSettled(runs), 8000, TIMEOUT);
+    const ms = msSince(t0);
+    if (settled === TIMEOUT) return bad('the six tasks did not all settle within 8 s: the pool hangs', ms);
+    const lost = settled[3];
+    if (lost.status !== 'rejected' || !(lost.reason instanceof WorkerDiedError) || lost.reason.signal !== 'SIGKILL') {
+      return bad(`task 3: ${lost.status === 'fulfilled' ? `resolved ${lost.value}` : `${lost.reason?.name}: ${lost.reason?.message}`}`, ms);
+    }
+    const others = settled.filter((_, i) => i !== 3).map((r) => (r.status === 'fulfilled' ? r.value : `${r.reason?.name}`));
+    if (others.join() !== '0,1,4,16,25') return bad(`the other tasks gave ${others.join(', ')} (expected 0, 1, 4, 16, 25)`, ms);
+    if ((await orAfter(pool.ready(), 8000, TIMEOUT)) === TIMEOUT) return bad('no replacement worker within 8 s', ms);
+    const fresh = pool.pids.filter((pid) => !before.includes(pid));
+    if (pool.pids.length !== 2 || fresh.length !== 1) return bad(`workers ${before} before, ${pool.pids} after: no replacement`, ms);
+    const again = await orAfter(pool.map([7, 8].map((x) => ({ x }))), 8000, TIMEOUT);
+    if (again === TIMEOUT || again.join() !== '49,64') return bad('the pool did not serve new tasks after the death', ms);
+    return {
+      ...ok(`task 3 rejects with WorkerDiedError naming SIGKILL; the 5 others complete (${others.join(', ')}); ` +
+        `replacement worker ${fresh[0]} started and serves the next tasks`, ms),
+      message: lost.reason.message,
+    };
+  } finally {
+    await orAfter(pool.close({ timeout: 3000 }), 5000, null);
+    await pool.terminate();
+  }
+}
+
+/** Starts one process `n` times; `once()` resolves with ms from start to its first message, or null. */
+async function timeStarts(n, once) {
+  const ms = [];
+  for (let i = 0; i < n; i++) {
+    const t = await once();
+    if (t == null) return null;
+    ms.push(t);
+  }
+  return ms;
+}
+
+/** A forksafe Process (forkserver or spawn context): start() until the worker sets an Event. */
+async function processStartMs(ctx) {
+  const up = new ctx.Event();
+  const p = new ctx.Process({ target: { module: ROLES, export: 'startupPing' }, args: [up] });
+  try {
+    const t0 = nowNs();
+    startChild(p);
+    const got = await up.waitAsync({ timeout: 8000 });
+    const ms = msSince(t0);
+    return got ? ms : null;
+  } finally {
+    await exitedWithin(p, 5000);
+    await reap(p);
+    up.close();
+  }
+}
+
+/** child_process.fork(): spawn until its first IPC message. */
+async function cpForkStartMs() {
+  const t0 = nowNs();
+  const child = forkChild(ROLES, ['--startup-ping'], { stdio: 'ignore', serialization: 'advanced' });
+  try {
+    const got = await orAfter(once(child, 'message').then(() => true), 8000, false);
+    return got ? msSince(t0) : null;
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      if (!(await orAfter(exited.then(() => true), 3000, false))) {
+        child.kill('SIGKILL');
+        await orAfter(exited, 3000, null);
+      }
+    }
+  }
+}
+
+/**
+ * Row 11: start-up time of a worker (start() until its first message back):
+ * forkserver Process, spawn Process, child_process.fork(), N starts each.
+ */
+async function fsWorkerStartup() {
+  const N = 5;
+  await startForkserver(); // already running after row 10; its own boot is not timed
+  const fsrv = await timeStarts(N, () => processStartMs(getContext('forkserver')));
+  if (!fsrv) return bad('a forkserver worker did not report within 8 s');
+  const spawned = await timeStarts(N, () => processStartMs(spawnCtx));
+  const forked = await timeStarts(N, cpForkStartMs);
+  const m = median(fsrv);
+  const side = [
+    `spawn Process ${spawned ? fmtMs(median(spawned)) : 'failed'}`,
+    `child_process.fork() ${forked ? fmtMs(median(forked)) : 'failed'}`,
+  ].join(', ');
+  return ok(`median start() → first message, ${N} starts each: forkserver Process ${fmtMs(m)}; ${side}`, m);
 }
 
 // ---------------------------------------------------------------- Python side
@@ -731,6 +858,30 @@ function pyForkWithThreads(j) {
   return { text: `os.fork() goes ahead with ${j.parent_threads} threads running, ${warned}${stopped}`, ms: null, bug: true };
 }
 
+function pyPoolKilledWorker(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (j.hung) {
+    return {
+      text: `Pool.map() never returns: the Pool replaces the killed worker but its task is lost, and map() waits ` +
+        `for it forever (stopped after ${j.timeout_s} s)`,
+      ms: j.waited_ms,
+      bug: true,
+    };
+  }
+  return { text: `map() returned ${JSON.stringify(j.result)}`, ms: j.waited_ms, bug: false };
+}
+
+function pyForkserverStart(j) {
+  const one = (k, label) => (j[k]?.median_ms != null ? `${label} ${fmtMs(j[k].median_ms)}` : `${label} failed`);
+  const n = j.forkserver?.ms?.length ?? j.spawn?.ms?.length ?? 0;
+  return {
+    text: `median start() → first message, ${n} starts each: ${one('forkserver', 'forkserver')}; ` +
+      `${one('spawn', 'spawn')}, ${one('fork', 'fork')}`,
+    ms: j.forkserver?.median_ms ?? null,
+    bug: null,
+  };
+}
+
 // ---------------------------------------------------------------- the scenarios
 
 const ROWS = [
@@ -837,6 +988,32 @@ const ROWS = [
       'background threads), an idle worker_thread runs, and an fs.promises.readFile() is in flight. ' +
       '{ force: true } forks anyway, at your own risk. What fork() does about each hazard: docs/fork.md.',
   },
+  {
+    title: 'Worker killed in a process pool',
+    py: { script: 'pool_killed_worker.py', args: [3], hardMs: 10_000, read: pyPoolKilledWorker },
+    fs: fsPoolKilledWorker,
+    fixed: 'the task fails, the map finishes',
+    legend:
+      'Pool(2).map over six tasks; task 3 SIGKILLs its own worker (the OOM killer again). Python\'s Pool starts ' +
+      'a new worker but forgets the task the dead one was running: map() waits for its result forever. The ' +
+      'forksafe side is the example pool of examples/pool/ (forkserver workers, one SharedMemory mailbox each, ' +
+      'plain JavaScript on the public API only): each worker\'s Process.exited settles within milliseconds of its ' +
+      'death, so the lost task rejects with WorkerDiedError (or is retried, with { retries: 1 }), the other ' +
+      'five complete, and a replacement worker serves the next tasks (time: map start to the last task settled).',
+  },
+  {
+    title: 'Worker start-up',
+    py: { script: 'forkserver_start.py', args: [5], hardMs: 20_000, read: pyForkserverStart, serial: true },
+    fs: fsWorkerStartup,
+    fixed: 'forkserver workers start',
+    timing: true,
+    legend:
+      'How long from start() until a new worker process has run its first line and said so (an Event set, an ' +
+      'IPC message, a Pipe message), the median of a few starts, side by side (not a benchmark: see bench/). ' +
+      "forksafe's default context forks workers from a pre-warmed forkserver instead of booting a node each " +
+      "time (getContext('spawn')) and, unlike child_process.fork(), they can take forksafe primitives as args. " +
+      'Python for comparison: its forkserver, spawn and fork methods (time: the forkserver median).',
+  },
 ];
 
 // ---------------------------------------------------------------- table printing
@@ -916,17 +1093,18 @@ async function main() {
   let pyResults = ROWS.map(() => null);
   if (py.version) {
     process.stdout.write(' Python scenarios (a few seconds: some of them hang until stopped)...');
-    pyResults = await Promise.all(
-      ROWS.map(async (row) => {
-        const r = await runPython(row.py.script, row.py.args, row.py.hardMs);
-        if (!r.json) return { text: r.error, ms: null, bug: null };
-        try {
-          return row.py.read(r.json);
-        } catch (e) {
-          return { text: `unreadable result: ${e.message}`, ms: null, bug: null };
-        }
-      }),
-    );
+    const runRow = async (row) => {
+      const r = await runPython(row.py.script, row.py.args, row.py.hardMs);
+      if (!r.json) return { text: r.error, ms: null, bug: null };
+      try {
+        return row.py.read(r.json);
+      } catch (e) {
+        return { text: `unreadable result: ${e.message}`, ms: null, bug: null };
+      }
+    };
+    pyResults = await Promise.all(ROWS.map((row) => (row.py.serial ? null : runRow(row))));
+    // Timing rows (py.serial) run alone afterwards, so the others do not disturb them.
+    for (const [i, row] of ROWS.entries()) if (row.py.serial) pyResults[i] = await runRow(row);
   }
   process.stdout.write('\n\n');
 
@@ -936,7 +1114,7 @@ async function main() {
     const p = pyResults[i];
     let verdict;
     if (!f.ok) verdict = 'REGRESSION: forksafe did not behave as expected';
-    else if (!p) verdict = `forksafe OK: ${row.fixed}`;
+    else if (!p || row.timing) verdict = `forksafe OK: ${row.fixed}`;
     else if (p.bug === true) verdict = `forksafe: ${row.fixed}`;
     else if (p.bug === false) verdict = 'both OK (this Python does not show the bug)';
     else verdict = 'forksafe OK (Python run failed)';
