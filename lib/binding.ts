@@ -96,6 +96,8 @@ export interface Binding {
   closeFd(fd: number): number;
   /** prctl(PR_SET_PDEATHSIG, sig); returns getppid() after it. */
   setPdeathsig(sig: number): number;
+  /** execve(2): never returns unless it fails (then throws). */
+  execReplace(file: string, argv: string[], env: string[], keepFds?: number[]): never;
 }
 
 export const binding = load(path.join(__dirname, '..')) as Binding;

@@ -42,6 +42,22 @@ process.on('worker', (w: { once(e: string, f: () => void): void }) => {
   w.once('exit', () => liveWorkers.delete(w));
 });
 
+// Module customization hooks registered with module.register() run on a
+// thread of their own, which a forked child does not have: its import() would
+// never finish. Registrations made after forksafe was loaded are seen here.
+let hooksRegistered: string | null = null;
+{
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Module = require('node:module') as { register?: (...a: unknown[]) => unknown };
+  const register = Module.register;
+  if (typeof register === 'function') {
+    Module.register = function (this: unknown, ...a: unknown[]) {
+      hooksRegistered ??= String(a[0]);
+      return register.apply(this, a);
+    };
+  }
+}
+
 // libuv threadpool work shows up in getActiveResourcesInfo() as these requests.
 const THREADPOOL = /ReqCallback$|ReqPromise$|^GetAddrInfoReqWrap$|^GetNameInfoReqWrap$|Job$|^Zlib$|^FileHandleCloseReq$/;
 
@@ -57,6 +73,12 @@ export function forkSafety(): { safe: boolean; reasons: string[] } {
   }
   if (liveWorkers.size > 0) {
     reasons.push(`${liveWorkers.size} worker_thread(s) running (a child would have none of them); terminate them first`);
+  }
+  if (hooksRegistered !== null) {
+    reasons.push(
+      `module customization hooks were registered (module.register('${hooksRegistered}')): Node runs them on a thread ` +
+        'a forked child would not have, so its import() would never finish',
+    );
   }
   // The loop's own count of requests in flight is the truth (it includes
   // crypto/zlib jobs, and getActiveResourcesInfo() may list a request whose

@@ -14,10 +14,12 @@ import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
-import { dynamicImport, loadForkedTarget } from './util';
+import { dynamicImport, loadForkedTarget, moduleHooksSuspected } from './util';
 import { fork, ForkedChild, ForkChildUnwind } from './fork';
 import type { SharedMemory } from './shared-memory';
-import { FS, FsRequest, encodeFrame, FrameReader, entryWord, signalNumberOf } from './forkserver-protocol';
+import {
+  FS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions, signalNumberOf,
+} from './forkserver-protocol';
 
 const CHANNEL = 3;
 const SIGKILL = 9;
@@ -41,13 +43,33 @@ function writeFrame(msg: unknown): void {
   }
 }
 
+// Module hooks (--import/--loader) run on a thread that forked workers would
+// not have: their import() would never finish. The parent starts us without
+// them, but a wrapper of child_process.spawn (tap's process tracking, nyc's
+// spawn-wrap...) may put them back. Then start again, in place (execve: same
+// pid, same fd 3, same parent-death signal), without them.
+function execWithoutHooks(): void {
+  const flag = moduleHooksSuspected();
+  if (!flag) return;
+  if (process.env.FORKSAFE_FS_REEXEC) {
+    throw new Error(`module hooks (${flag}) are still active after restarting without them: the forkserver cannot fork safely`);
+  }
+  const env: NodeJS.ProcessEnv = { ...process.env, FORKSAFE_FS_REEXEC: '1' };
+  const opts = sanitizeNodeOptions(env.NODE_OPTIONS);
+  if (opts) env.NODE_OPTIONS = opts;
+  else delete env.NODE_OPTIONS;
+  const argv = [process.execPath, ...defaultExecArgv(), '--single-threaded', process.argv[1]];
+  binding.execReplace(process.execPath, argv, Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`), [CHANNEL]);
+}
+
 async function main(): Promise<void> {
+  execWithoutHooks();
   const parent = Number(process.env.FORKSAFE_FS_PARENT);
   // Die with the parent, and never outlive it even if it died already.
   if (binding.setPdeathsig(SIGKILL) !== parent) process.exit(0);
   const status = attach(JSON.parse(process.env.FORKSAFE_FS_STATUS ?? 'null')) as SharedMemory;
   const preload = JSON.parse(process.env.FORKSAFE_FS_PRELOAD ?? '[]') as string[];
-  for (const k of ['FORKSAFE_FS_PARENT', 'FORKSAFE_FS_STATUS', 'FORKSAFE_FS_PRELOAD']) delete process.env[k];
+  for (const k of ['FORKSAFE_FS_PARENT', 'FORKSAFE_FS_STATUS', 'FORKSAFE_FS_PRELOAD', 'FORKSAFE_FS_REEXEC']) delete process.env[k];
   const words = new Int32Array(status.buffer);
 
   // Preload: each module's top level runs here, once, and every worker

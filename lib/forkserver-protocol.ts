@@ -104,3 +104,40 @@ export function signalNameOf(n: number): NodeJS.Signals | null {
   for (const [k, v] of Object.entries(os.constants.signals)) if (v === n) return k as NodeJS.Signals;
   return null;
 }
+
+// Flags that must not reach the forkserver: they would run the parent's code
+// again, fight over a debugger port, or (module hooks registered with
+// --import/--loader) start the loader's hooks thread, and a forkserver must be
+// single-threaded to fork.
+const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch|import|loader|experimental-loader)(=|$)|^-[ep]$/;
+const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader)$/;
+
+export function defaultExecArgv(argv: string[] = process.execArgv): string[] {
+  const out: string[] = [];
+  const a = argv;
+  for (let i = 0; i < a.length; i++) {
+    if (DROP.test(a[i])) {
+      if (TAKES_VALUE.test(a[i])) i++;
+      continue;
+    }
+    if (a[i] !== '--single-threaded') out.push(a[i]);
+  }
+  return out;
+}
+
+/** NODE_OPTIONS without module hooks (--import/--loader would start the hooks thread in the forkserver). */
+export function sanitizeNodeOptions(v: string | undefined): string | undefined {
+  if (!v) return v;
+  const toks = v.match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
+  const out: string[] = [];
+  for (let i = 0; i < toks.length; i++) {
+    const bare = toks[i].replace(/"/g, '');
+    if (DROP.test(bare)) {
+      if (TAKES_VALUE.test(bare)) i++;
+      continue;
+    }
+    out.push(toks[i]);
+  }
+  return out.join(' ');
+}
+

@@ -10,49 +10,13 @@ import { binding } from './binding';
 import { ForksafeError, invalidArgType } from './errors';
 import { onForkChild } from './fork';
 import {
-  FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord, signalNameOf,
+  defaultExecArgv, sanitizeNodeOptions, FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord, signalNameOf,
 } from './forkserver-protocol';
 import type { SharedMemory } from './shared-memory';
 import type { ExitInfo } from './util';
 
 let preload: string[] = [];
 let serverExecArgv: string[] | null = null;
-
-// Flags that must not reach the forkserver: they would run the parent's code
-// again, fight over a debugger port, or (module hooks registered with
-// --import/--loader) start the loader's hooks thread, and a forkserver must be
-// single-threaded to fork.
-const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch|import|loader|experimental-loader)(=|$)|^-[ep]$/;
-const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader)$/;
-
-function defaultExecArgv(): string[] {
-  const out: string[] = [];
-  const a = process.execArgv;
-  for (let i = 0; i < a.length; i++) {
-    if (DROP.test(a[i])) {
-      if (TAKES_VALUE.test(a[i])) i++;
-      continue;
-    }
-    if (a[i] !== '--single-threaded') out.push(a[i]);
-  }
-  return out;
-}
-
-/** NODE_OPTIONS without module hooks (--import/--loader would start the hooks thread in the forkserver). */
-export function sanitizeNodeOptions(v: string | undefined): string | undefined {
-  if (!v) return v;
-  const toks = v.match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
-  const out: string[] = [];
-  for (let i = 0; i < toks.length; i++) {
-    const bare = toks[i].replace(/"/g, '');
-    if (DROP.test(bare)) {
-      if (TAKES_VALUE.test(bare)) i++;
-      continue;
-    }
-    out.push(toks[i]);
-  }
-  return out.join(' ');
-}
 
 /** Resolves a module specifier the way the parent sees it (relative to the working directory). */
 export function resolveModule(spec: string): string {

@@ -6,6 +6,9 @@
 #include "core/platform.h"
 #include "util.h"
 
+#include <string>
+#include <vector>
+
 namespace forksafe {
 
 namespace {
@@ -140,7 +143,52 @@ Napi::Value SetPdeathsig(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, r);
 }
 
+// execReplace(file, argv[], env[], keepFds?): execve; throws on failure, else never returns.
+Napi::Value ExecReplace(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsArray() || !info[2].IsArray()) {
+    Napi::TypeError::New(env, "execReplace: (file: string, argv: string[], env: string[])").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string file = info[0].As<Napi::String>().Utf8Value();
+  std::vector<std::string> store[2];
+  for (int k = 0; k < 2; k++) {
+    Napi::Array a = info[1 + k].As<Napi::Array>();
+    if (a.Length() > 65536) {
+      Napi::RangeError::New(env, "execReplace: too many strings").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsString()) {
+        Napi::TypeError::New(env, "execReplace: argv and env must hold strings").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      store[k].push_back(v.As<Napi::String>().Utf8Value());
+    }
+  }
+  std::vector<char*> ptrs[2];
+  for (int k = 0; k < 2; k++) {
+    for (auto& str : store[k]) ptrs[k].push_back(const_cast<char*>(str.c_str()));
+    ptrs[k].push_back(nullptr);
+  }
+  // Descriptors to keep across execve (their close-on-exec flag cleared).
+  if (info[3].IsArray()) {
+    Napi::Array keep = info[3].As<Napi::Array>();
+    for (uint32_t i = 0; i < keep.Length(); i++) {
+      Napi::Value v = keep.Get(i);
+      if (!v.IsNumber()) continue;
+      int fd = v.As<Napi::Number>().Int32Value();
+      if (fd >= 0) fd_keep_on_exec(fd);
+    }
+  }
+  int r = exec_replace(file.c_str(), ptrs[0].data(), ptrs[1].data());
+  ThrowSystemError(env, r, "execve");
+  return env.Undefined();
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("execReplace", Napi::Function::New(env, ExecReplace, "execReplace"));
   exports.Set("setPdeathsig", Napi::Function::New(env, SetPdeathsig, "setPdeathsig"));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("pidfdWait", Napi::Function::New(env, PidfdWait, "pidfdWait"));

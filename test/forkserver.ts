@@ -18,6 +18,7 @@ const FIX = path.join(ROOT, 'build', 'fixtures');
 const TARGETS = path.join(FIX, 'forkserver-targets.js');
 const PRELOAD = path.join(FIX, 'forkserver-preload.js');
 const PARENT = path.join(FIX, 'forkserver-parent.js');
+const HOOKS_PRELOAD = path.join(FIX, 'forkserver-hooks-preload.js');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -223,6 +224,30 @@ t.test('the forkserver killed: running workers end with it, the next start bring
   t.same(await within(q.exited, 10_000), { code: 5, signal: null }, 'the next start works');
   const now = forkserverPid();
   t.ok(now !== null && now !== old, `a new forkserver (${old} → ${now})`);
+});
+
+t.test('module hooks: none in the forkserver (import() works in workers); hooks registered by a preload refuse forks', async (t) => {
+  // This test process runs under tap, which puts its --import hooks into every
+  // spawned process's NODE_OPTIONS: the forkserver restarts itself without them.
+  t.match(process.env.NODE_OPTIONS ?? '', /--import/, 'this test runs with --import in NODE_OPTIONS (tap)');
+  const p = start(t, 'importInWorker');
+  t.same(await within(p.exited, 10_000), { code: 21, signal: null }, 'a worker\'s own import() finishes');
+  const server = forkserverPid() as number;
+  const env = fs.readFileSync(`/proc/${server}/environ`, 'utf8').split('\0');
+  t.notOk(env.some((kv) => kv.startsWith('NODE_OPTIONS=') && kv.includes('--import')), 'the forkserver runs without --import');
+  // A preload that calls module.register(): every start is refused, with the reason.
+  process.kill(server, 'SIGKILL');
+  t.ok(await until(() => forkserverPid() === null || gone(server), 2000), 'old forkserver gone');
+  setForkserverPreload([HOOKS_PRELOAD], { execArgv: [] });
+  t.teardown(async () => {
+    const s = forkserverPid();
+    setForkserverPreload([], { execArgv: [] });
+    if (s) process.kill(s, 'SIGKILL');
+    await until(() => s === null || gone(s), 2000);
+  });
+  t.throws(() => new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start(),
+    { code: 'ERR_FORKSAFE_FORKSERVER', message: /module customization hooks were registered/ },
+    'start(): ERR_FORKSAFE_FORKSERVER naming the registered hooks');
 });
 
 t.test('the parent SIGKILLed: no forkserver, no worker left after 2 s', async (t) => {

@@ -85,5 +85,9 @@ int pidfd_signal(int pidfd, int sig);
 // parent's pid as seen after the call (compare it: the parent may be gone
 // already), or -errno.
 int set_parent_death_signal(int sig);
+// execve(2): replaces this process's image; returns only on failure (-errno).
+int exec_replace(const char* file, char* const argv[], char* const envp[]);
+// Clears FD_CLOEXEC on fd (0, or -errno).
+int fd_keep_on_exec(int fd);
 
 }  // namespace forksafe

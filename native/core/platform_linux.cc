@@ -311,6 +311,17 @@ int pidfd_signal(int pidfd, int sig) {
 
 namespace forksafe {
 
+int fd_keep_on_exec(int fd) {
+  int fl = fcntl(fd, F_GETFD);
+  if (fl < 0 || fcntl(fd, F_SETFD, fl & ~FD_CLOEXEC) < 0) return -errno;
+  return 0;
+}
+
+int exec_replace(const char* file, char* const argv[], char* const envp[]) {
+  execve(file, argv, envp);
+  return -errno;
+}
+
 int set_parent_death_signal(int sig) {
   if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig), 0, 0, 0) != 0) return -errno;
   return static_cast<int>(getppid());
