@@ -231,8 +231,10 @@ export class FsServer {
     try {
       this.send({ t: 'start', id, ...req });
     } catch (e) {
+      Atomics.store(this.words, w + FS.E_STATE, FS.FREE);
       this.free.push(id);
-      throw e;
+      this.markDead('it stopped reading requests');
+      throw unserved(e as Error);
     }
     const r = this.waitWhile(w + FS.E_STATE, FS.REQUESTED, Infinity);
     const state = Atomics.load(this.words, w + FS.E_STATE);
@@ -241,8 +243,10 @@ export class FsServer {
       Atomics.store(this.words, w + FS.E_STATE, FS.FREE);
       this.free.push(id);
       if (state === FS.FAILED) throw new ForksafeError(`forksafe: the forkserver could not fork: ${why}`, 'ERR_FORKSAFE_FORKSERVER');
-      this.markDead('it died while forking');
-      throw this.deadError();
+      this.markDead('it died before it forked this worker');
+      // Never served: no worker was reported, and one forked in that instant dies
+      // at once (its parent is gone: PR_SET_PDEATHSIG and the ppid check).
+      throw unserved(this.deadError());
     }
     c._fsId = id;
     this.live.set(id, c);
@@ -267,6 +271,16 @@ export class FsServer {
       // gone: its workers are gone with it
     }
   }
+}
+
+/** Marks an error of a start the forkserver never served: the caller may retry it once on a new forkserver. */
+function unserved(e: Error): Error {
+  (e as Error & { _fsUnserved?: boolean })._fsUnserved = true;
+  return e;
+}
+
+export function isUnserved(e: unknown): boolean {
+  return !!(e as { _fsUnserved?: boolean } | null)?._fsUnserved;
 }
 
 let server: FsServer | null = null;

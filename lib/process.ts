@@ -202,14 +202,23 @@ export class Process {
     const t = this._opts.target as { module: string; export?: string };
     const wire = toWire(this._opts.args ?? [], 'forkserver', 'a Process', new Set()); // Context rules first
     const args = v8.serialize(wire); // throws DataCloneError before anything starts
-    const srv = fsrv.forkserver();
-    this._fsPid = srv.start(this, {
+    const req = {
       module: resolveModule(t.module),
       export: t.export ?? null,
       args,
       name: this.name,
       env: this._opts.env ? { ...this._opts.env } : null,
-    });
+    };
+    let srv = fsrv.forkserver();
+    try {
+      this._fsPid = srv.start(this, req);
+    } catch (e) {
+      // The forkserver died before serving this start (e.g. killed just before):
+      // once more, on a new one. A forkserver that dies again is reported.
+      if (!fsrv.isUnserved(e)) throw e;
+      srv = fsrv.forkserver();
+      this._fsPid = srv.start(this, req);
+    }
     this._fs = srv;
     return this;
   }
