@@ -91,7 +91,8 @@ export class FsServer {
       [...(serverExecArgv ?? defaultExecArgv()), '--single-threaded', path.join(__dirname, 'forkserver-main.js')],
       { stdio: ['ignore', 'inherit', 'inherit', 'pipe'], env },
     );
-    if (this.proc.pid === undefined) {
+    if (this.proc.pid === undefined || !this.proc.stdio[3]) {
+      this.proc.on('error', () => {}); // reported here, synchronously
       this.status.close();
       throw new ForksafeError('forksafe: could not start the forkserver (spawn of node failed)', 'ERR_FORKSAFE_FORKSERVER');
     }
@@ -100,8 +101,17 @@ export class FsServer {
     this.sock = this.proc.stdio[3] as Socket;
     this.fd = (this.sock as unknown as { _handle: { fd: number } })._handle.fd;
     this.sock.on('data', (chunk: Buffer) => {
-      for (const m of this.reader.push(chunk)) this.onMessage(m as FsMessage);
+      let msgs: unknown[];
+      try {
+        msgs = this.reader.push(chunk);
+      } catch (e) {
+        // A corrupt frame: this forkserver cannot be trusted any more.
+        this.markDead(`it sent a corrupt message (${(e as Error).message})`);
+        return;
+      }
+      for (const m of msgs) this.onMessage(m as FsMessage);
     });
+    this.proc.on('error', (err) => this.onDeath(`the forkserver failed: ${err.message}`));
     this.sock.on('error', () => {}); // the 'exit' of the forkserver reports
     this.proc.on('exit', (code, signal) => this.onDeath(`the forkserver (pid ${this.pid}) exited (${signal ?? `code ${code}`})`));
     this.idle();
@@ -146,7 +156,16 @@ export class FsServer {
     // Its workers die with it (PR_SET_PDEATHSIG = SIGKILL), unless they had
     // exited already and the table says so.
     for (const id of [...this.live.keys()]) this.finish(id, this.exitFromTable(id) ?? { code: null, signal: 'SIGKILL' });
-    if (this.pidfd >= 0) binding.closeFd(this.pidfd);
+    if (this.pidfd >= 0) {
+      // Given up on while still running (a broken channel): end it, through its
+      // pidfd (never a reused pid). libuv reaps it.
+      try {
+        binding.pidfdKill(this.pidfd, 9);
+      } catch {
+        // gone already
+      }
+      binding.closeFd(this.pidfd);
+    }
     (this as { pidfd: number }).pidfd = -1;
     this.status.close();
     this.sock.destroy();
