@@ -309,7 +309,44 @@ async function mem() {
   });
 }
 
-const modes = { latency, mem };
+// death: SIGKILL (from outside, process.kill) -> the parent's exit notice. For
+// 'forkserver' workers (Process.exited: the forkserver reaps, then a frame) and
+// child_process.fork() children (the 'exit' event), N each, plain workers (no preload).
+async function death() {
+  const n = Number(argv[0] ?? 30);
+  const { Event, Process, SharedMemory } = getContext('forkserver');
+  setForkserverPreload([CHILD], { execArgv: [] }); // typescript and the child module, once
+  await startForkserver();
+  const fs = [];
+  for (let i = 0; i < n; i++) {
+    const shm = new SharedMemory({ size: 64 });
+    const i32 = new Int32Array(shm.buffer);
+    const go = new Event();
+    const p = new Process({ target: { module: CHILD, export: 'idle' }, args: [shm, go, false] }).start();
+    if (!waitWord(shm, i32, 0, 10_000)) errors.push('forkserver worker did not start');
+    const t0 = nowNs();
+    process.kill(p.pid, 'SIGKILL');
+    const e = await timed(p.exited, 10_000, 'forkserver exited');
+    fs.push(Number(nowNs() - t0) / 1e6);
+    if (e?.signal !== 'SIGKILL') errors.push(`forkserver worker: ${JSON.stringify(e)}`);
+    shm.close();
+    go.close();
+  }
+  const cps = [];
+  for (let i = 0; i < Math.min(n, 10); i++) {
+    const c = cp.fork(CHILD, ['up'], { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+    const exited = once(c, 'exit');
+    await timed(once(c, 'message'), 30_000, 'child_process.fork');
+    const t0 = nowNs();
+    process.kill(c.pid, 'SIGKILL');
+    const [, sig] = await timed(exited, 10_000, 'child_process.fork exit');
+    cps.push(Number(nowNs() - t0) / 1e6);
+    if (sig !== 'SIGKILL') errors.push(`child_process.fork: ${sig}`);
+  }
+  out({ forkserver: stats(fs), cp_fork: stats(cps) });
+}
+
+const modes = { latency, mem, death };
 if (!modes[mode]) {
   process.stderr.write('usage: node bench/forkserver-parent.mjs latency fs|spawn|cp|worker <n> [warm|cold] [nopreload] | mem fs|cp <count> <use>\n');
   process.exit(2);

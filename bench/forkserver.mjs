@@ -293,6 +293,31 @@ for (const [kind, use] of variants) M[`${kind}${use}`] = run(`mem_${kind}_use${u
   }
 }
 
+// ---- 3. death -> exited ----------------------------------------------------------------------
+log('section 3: SIGKILL -> the parent knows');
+{
+  const D = run('death', ['death', QUICK ? 10 : 30]);
+  const rows = [
+    { label: "'forkserver' worker SIGKILLed → Process.exited resolves (the forkserver reaps it, then a frame)", s: D?.forkserver ?? null },
+    { label: "child_process.fork() child SIGKILLed → its 'exit' event (libuv's SIGCHLD handling)", s: D?.cp_fork ?? null },
+  ];
+  sections.push({
+    id: 'forkserver_death',
+    title: '3. Death notice: from process.kill(pid, SIGKILL) in the parent to the parent knowing (median, p10 – p90, max)',
+    columns: [
+      { key: 'label', header: 'what' },
+      { key: 's', header: 'median', fmt: (x) => ms(x?.median ?? null) },
+      { key: 's', header: 'p10 – p90', fmt: (x) => (x ? `${ms(x.p10)} – ${ms(x.p90)}` : '—') },
+      { key: 's', header: 'max', fmt: (x) => ms(x?.max ?? null) },
+      { key: 's', header: 'n', fmt: (x) => fmtInt(x?.n ?? null) },
+    ],
+    rows,
+  });
+  const mx = D?.forkserver?.max ?? null;
+  goal("a SIGKILLed 'forkserver' worker's exited resolves within 100 ms (every sample)", mx, mx == null ? null : mx < 100,
+    `max ${ms(mx)}, median ${ms(D?.forkserver?.median ?? null)} over ${D?.forkserver?.n ?? 0} kills; child_process.fork() 'exit': median ${ms(D?.cp_fork?.median ?? null)}`);
+}
+
 // ---- output -------------------------------------------------------------------------------
 for (const s of sections) {
   s.headers = s.columns.map((c) => c.header);
