@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { median, percentile, round } from './util.mjs';
+import { kbFields, stats, timed, waitWord } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -42,25 +42,7 @@ function out(obj) {
   process.stdout.write(`${JSON.stringify({ mode, ...obj, errors })}\n`);
 }
 
-/** kB fields of /proc/<pid>/status or smaps_rollup, in bytes. */
-function kbFields(file, names) {
-  const text = fs.readFileSync(file, 'utf8');
-  const o = {};
-  for (const n of names) {
-    const m = new RegExp(`^${n}:\\s+(\\d+) kB`, 'm').exec(text);
-    o[n] = m ? Number(m[1]) * 1024 : null;
-  }
-  return o;
-}
 const rss = () => kbFields('/proc/self/status', ['VmRSS']).VmRSS;
-
-function stats(xs) {
-  if (xs.length === 0) return null;
-  return {
-    median: round(median(xs), 3), p10: round(percentile(xs, 0.1), 3), p90: round(percentile(xs, 0.9), 3),
-    min: round(Math.min(...xs), 3), max: round(Math.max(...xs), 3), n: xs.length, samples: xs.map((x) => round(x, 3)),
-  };
-}
 
 // ---- growing the heap ------------------------------------------------------------
 // Retained arrays of doubles (256 KiB each, large-object space), small objects
@@ -93,16 +75,6 @@ const ctlI32 = new Int32Array(ctl.buffer);
 const ctlB64 = new BigInt64Array(ctl.buffer);
 const ctlF64 = new Float64Array(ctl.buffer);
 
-function waitWord(i, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Atomics.load(ctlI32, i) === 0) {
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    ctl.wait(i, 0, { timeout: left });
-  }
-  return true;
-}
-
 /** One forksafe fork(): {call, child, observed} in ms from the fork() call. */
 function oneFork() {
   Atomics.store(ctlI32, 0, 0);
@@ -115,7 +87,7 @@ function oneFork() {
     exit(0);
   }
   const t1 = nowNs();
-  const seen = waitWord(0, 10_000);
+  const seen = waitWord(ctl, ctlI32, 0, 10_000);
   const t2 = nowNs();
   if (!c.join({ timeout: 10_000 })) {
     c.kill('SIGKILL');
@@ -138,7 +110,7 @@ function oneRawFork() {
     binding.exitNow(0);
   }
   const t1 = nowNs();
-  const seen = waitWord(0, 10_000);
+  const seen = waitWord(ctl, ctlI32, 0, 10_000);
   const t2 = nowNs();
   const fd = binding.pidfdOpen(pid);
   if (binding.pidfdWait(fd, 10_000) === null) {
@@ -150,16 +122,6 @@ function oneRawFork() {
   binding.closeFd(fd);
   if (!seen) return null;
   return { call: Number(t1 - t0) / 1e6, child: Number(ctlB64[1] - t0) / 1e6, observed: Number(t2 - t0) / 1e6 };
-}
-
-function timed(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, rej) => {
-      timer = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 async function oneCpFork() {

@@ -10,13 +10,13 @@
 // that prints one JSON line. Prints the tables with ratios, a goal checklist,
 // and writes everything to bench/fork-results.json (the same layout as
 // bench/results.json: `node bench/markdown.mjs bench/fork-results.json`).
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  cpuBusy, cpuModel, fmtInt, fmtNs, fmtRatio, loadWatch, median, nproc, renderTable, round, runJSON,
+  busyLine, envLine, fmtInt, fmtMiB as mib, fmtMs as ms, fmtRatio, fmtSpread as spread, loadWatch, log, machineEnv, median,
+  newReport, QUICK, ratio, runJSON, speed,
 } from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -25,60 +25,28 @@ const PARENT = path.join(here, 'fork-parent.mjs');
 const RESULTS = path.join(here, 'fork-results.json');
 const FLAGS = ['--single-threaded', '--expose-gc', '--max-old-space-size=2000'];
 
-const QUICK = !!process.env.BENCH_QUICK && process.env.BENCH_QUICK !== '0';
 const P = QUICK
   ? { heaps: [0, 50, 200, 800], forks: 5, raw: 3, warm: 3, cp: 3, workers: 3, workerHeap: 50, cowMiB: 256, children: 4 }
   : { heaps: [0, 50, 200, 800], forks: 15, raw: 9, warm: 9, cp: 9, workers: 9, workerHeap: 50, cowMiB: 256, children: 4 };
 
-const t0 = Date.now();
-const notes = [];
-const raw = {};
-const log = (s) => process.stderr.write(`  · ${s}\n`);
+const report = newReport();
+const { notes, sections, goal } = report;
 
 // ---- environment (helpers in util.mjs) -----------------------------------------------------
-const env = {
-  date: new Date().toISOString(),
-  node: process.version,
-  v8: process.versions.v8,
-  cpu: cpuModel(),
-  nproc,
-  kernel: `${os.type()} ${os.release()} ${os.arch()}`,
-  mem_total: os.totalmem(),
-  quick: QUICK,
-  flags: FLAGS.join(' '),
-  loadavg: os.loadavg().map((x) => round(x, 2)),
-  busy_before: cpuBusy(700),
-};
-if (env.busy_before != null && env.busy_before > 0.2) {
-  notes.push(
-    `the machine was busy when the run started (${Math.round(env.busy_before * 100)}% of all CPUs in use by other processes): ` +
-      'they compete for the CPUs, so these figures are unreliable.',
-  );
-}
+const env = machineEnv({ mem_total: os.totalmem(), quick: QUICK, flags: FLAGS.join(' ') }, notes);
 const watch = loadWatch();
 
 console.log(`forksafe fork() benchmarks${QUICK ? ' (BENCH_QUICK)' : ''}`);
-console.log(`  node ${env.node} (V8 ${env.v8}) · ${env.cpu} · nproc ${nproc} · ${env.kernel} · CPU busy before start ${env.busy_before == null ? '?' : `${Math.round(env.busy_before * 100)}%`}`);
+console.log(`  ${envLine(env)} · ${busyLine(env)}`);
 console.log(`  parents run as node ${env.flags}; times are medians; ratio = forksafe ÷ baseline (< 1 means forksafe is faster or smaller)\n`);
 
 function parent(mode, ...args) {
   log(`node ${FLAGS.join(' ')} fork-parent.mjs ${mode} ${args.join(' ')}`);
-  const r = runJSON(process.execPath, [...FLAGS, PARENT, mode, ...args.map(String)], { cwd: root, timeoutMs: 180_000 });
-  const key = `${mode}_${args[0]}`;
-  raw[key] = r.ok ? r.data : { error: r.error };
-  if (!r.ok) notes.push(`fork-parent ${mode} ${args[0]} failed: ${r.error}`);
-  else if (r.data.errors?.length) notes.push(`fork-parent ${mode} ${args[0]}: ${r.data.errors.join('; ')}`);
-  return r.ok ? r.data : null;
+  return report.recordJSON(`${mode}_${args[0]}`, `fork-parent ${mode} ${args[0]}`, [...FLAGS, PARENT, mode, ...args.map(String)],
+    { cwd: root, timeoutMs: 180_000 });
 }
 
-const ratio = (a, b) => (a != null && b != null && b > 0 ? Number((a / b).toPrecision(4)) : null);
-const speed = (r) => (r == null ? '—' : r <= 1 ? `${(1 / r).toFixed(1)}× faster` : `${r.toFixed(2)}× slower`);
-const ms = (x) => (x == null ? '—' : fmtNs(x * 1e6));
-const mib = (b) => (b == null ? '—' : `${fmtInt(b / 1048576)} MiB`);
-const spread = (s) => (s ? `${ms(s.p10)} – ${ms(s.p90)}` : '—');
 const heapName = (h) => (h === 0 ? 'as started' : `${h} MiB`);
-
-const sections = [];
 
 // The C floor (bench/baselines/fork_floor.c): a process holding the same RSS forks.
 const BASE = path.join(here, 'baselines');
@@ -89,10 +57,6 @@ function floor(mib) {
   const r = runJSON(path.join(BASE, 'bin', 'fork_floor'), [String(mib), String(P.raw)], { cwd: root, timeoutMs: 60_000 });
   if (!r.ok) notes.push(`fork_floor ${mib} failed: ${r.error}`);
   return r.ok ? r.data : null;
-}
-const goals = [];
-function goal(text, value, met, detail) {
-  goals.push({ goal: text, value, met: met === null ? null : !!met, detail });
 }
 
 // ---- 1. start-up latency ------------------------------------------------------------
@@ -275,32 +239,4 @@ for (const [v] of VARIANTS) cow[v] = parent('cow', v, P.cowMiB, P.children);
 }
 
 // ---- output -------------------------------------------------------------------------------
-for (const s of sections) {
-  s.headers = s.columns.map((c) => c.header);
-  s.cells = s.rows.map((r) => s.columns.map((c) => (c.fmt ? c.fmt(r[c.key]) : String(r[c.key] ?? ''))));
-  console.log(s.title);
-  console.log(renderTable(s.headers, s.cells));
-  console.log();
-}
-console.log('Goals');
-for (const g of goals) {
-  const mark = g.met === null ? '·' : g.met ? '✓' : '✗';
-  console.log(`  ${mark} ${g.goal}: ${g.detail}`);
-}
-watch.finish(env, notes, 'these figures');
-if (notes.length) {
-  console.log('\nNotes');
-  for (const n of notes) console.log(`  - ${n}`);
-}
-const elapsed = round((Date.now() - t0) / 1000, 1);
-fs.writeFileSync(RESULTS, `${JSON.stringify({
-  env,
-  params: P,
-  elapsed_s: elapsed,
-  sections: sections.map(({ id, title, headers, cells, rows }) => ({ id, title, headers, cells, rows })),
-  goals,
-  notes,
-  raw,
-}, null, 2)}\n`);
-console.log(`\nWrote ${RESULTS} (run took ${elapsed} s${env.steal_during != null ? `; hypervisor steal during the run ${round(env.steal_during * 100, 1)}%` : ''}` +
-  `${env.others_busy_during != null ? `; other processes used ${round(env.others_busy_during * 100, 1)}% of the CPUs` : ''})`);
+report.finish({ file: RESULTS, env, params: P, watch });

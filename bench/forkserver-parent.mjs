@@ -29,7 +29,7 @@ import * as path from 'node:path';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import { median, percentile, round } from './util.mjs';
+import { kbFields, stats, timed, waitWord } from './util.mjs';
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -47,51 +47,13 @@ function out(obj) {
   process.stdout.write(`${JSON.stringify({ mode, ...obj, errors })}\n`);
 }
 
-/** kB fields of /proc/<pid>/status or smaps_rollup, in bytes. */
-function kbFields(file, names) {
-  const text = fs.readFileSync(file, 'utf8');
-  const o = {};
-  for (const n of names) {
-    const m = new RegExp(`^${n}:\\s+(\\d+) kB`, 'm').exec(text);
-    o[n] = m ? Number(m[1]) * 1024 : null;
-  }
-  return o;
-}
 const ROLLUP = ['Rss', 'Pss', 'Pss_Anon', 'Pss_File', 'Private_Dirty', 'Private_Clean', 'Shared_Dirty', 'Shared_Clean'];
 const rollup = (pid) => kbFields(`/proc/${pid}/smaps_rollup`, ROLLUP);
 const mapsLines = (pid) => fs.readFileSync(`/proc/${pid}/maps`, 'utf8').split('\n').length - 1;
 
-function stats(xs) {
-  xs = xs.filter((x) => x != null && Number.isFinite(x));
-  if (xs.length === 0) return null;
-  return {
-    median: round(median(xs), 3), p10: round(percentile(xs, 0.1), 3), p90: round(percentile(xs, 0.9), 3),
-    min: round(Math.min(...xs), 3), max: round(Math.max(...xs), 3), n: xs.length, samples: xs.map((x) => round(x, 3)),
-  };
-}
-
-function timed(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, rej) => {
-      timer = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
 // ---- latency ------------------------------------------------------------------------------
 // A forksafe Process worker writes its stamps into slot 0 of a SharedMemory of
-// its context and sets word 0; the parent waits for it (SharedMemory.wait).
-function waitWord(shm, i32, i, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  while (Atomics.load(i32, i) === 0) {
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    shm.wait(i, 0, { timeout: left });
-  }
-  return true;
-}
+// its context and sets word 0; the parent waits for it (waitWord: SharedMemory.wait).
 
 /** One forksafe Process start: {call, top, ts, fn, observed} in ms from the call. */
 async function oneProcess(ctx, shm) {

@@ -12,13 +12,13 @@
 // that prints one JSON line. Prints the tables with ratios, a goal checklist,
 // and writes everything to bench/forkserver-results.json (the same layout as
 // bench/results.json: `node bench/markdown.mjs bench/forkserver-results.json`).
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import {
-  cpuBusy, cpuModel, fmtInt, fmtNs, fmtRatio, loadWatch, median, nproc, renderTable, round, runJSON,
+  busyLine, envLine, fmtInt, fmtMiB as mib, fmtMs as ms, fmtRatio, fmtSpread as spread, loadWatch, log, machineEnv, median,
+  newReport, QUICK, ratio, round, speed,
 } from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -27,15 +27,12 @@ const PARENT = path.join(here, 'forkserver-parent.mjs');
 const ZYGOTE = path.join(here, 'forkserver-zygote.cjs');
 const RESULTS = path.join(here, 'forkserver-results.json');
 
-const QUICK = !!process.env.BENCH_QUICK && process.env.BENCH_QUICK !== '0';
 const P = QUICK
   ? { fs: 5, cold: 1, slow: 3, info: 2, zygote: 3, workers: 8, use: false }
   : { fs: 15, cold: 3, slow: 5, info: 5, zygote: 9, workers: 8, use: true };
 
-const t0 = Date.now();
-const notes = [];
-const raw = {};
-const log = (s) => process.stderr.write(`  · ${s}\n`);
+const report = newReport();
+const { notes, sections, goal } = report;
 
 let tsVersion = null;
 try {
@@ -46,54 +43,20 @@ try {
 }
 
 // ---- environment (helpers in util.mjs) -----------------------------------------------------
-const env = {
-  date: new Date().toISOString(),
-  node: process.version,
-  v8: process.versions.v8,
-  cpu: cpuModel(),
-  nproc,
-  kernel: `${os.type()} ${os.release()} ${os.arch()}`,
-  mem_total: os.totalmem(),
-  quick: QUICK,
-  typescript: tsVersion,
-  loadavg: os.loadavg().map((x) => round(x, 2)),
-  busy_before: cpuBusy(700),
-};
-if (env.busy_before != null && env.busy_before > 0.2) {
-  notes.push(
-    `the machine was busy when the run started (${Math.round(env.busy_before * 100)}% of all CPUs in use by other processes): ` +
-      'they compete for the CPUs, so these figures are unreliable.',
-  );
-}
+const env = machineEnv({ mem_total: os.totalmem(), quick: QUICK, typescript: tsVersion }, notes);
 const watch = loadWatch();
 
 console.log(`forksafe forkserver benchmarks${QUICK ? ' (BENCH_QUICK)' : ''}`);
-console.log(`  node ${env.node} (V8 ${env.v8}) · ${env.cpu} · nproc ${nproc} · ${env.kernel} · typescript ${tsVersion} · ` +
-  `CPU busy before start ${env.busy_before == null ? '?' : `${Math.round(env.busy_before * 100)}%`}`);
+console.log(`  ${envLine(env)} · typescript ${tsVersion} · ${busyLine(env)}`);
 console.log('  every worker requires `typescript` at top level; times are medians; ratio = forksafe ÷ baseline (< 1 means forksafe is faster or smaller)\n');
 
 function run(key, args, flags = []) {
   const script = flags.length ? ZYGOTE : PARENT;
   log(`node ${[...flags, path.relative(root, script), ...args].join(' ')}`);
-  const r = runJSON(process.execPath, [...flags, script, ...args.map(String)], { cwd: root, timeoutMs: 180_000 });
-  raw[key] = r.ok ? r.data : { error: r.error };
-  if (!r.ok) notes.push(`${key} failed: ${r.error}`);
-  else if (r.data.errors?.length) notes.push(`${key}: ${[...new Set(r.data.errors)].join('; ')}`);
-  return r.ok ? r.data : null;
+  return report.recordJSON(key, key, [...flags, script, ...args.map(String)], { cwd: root, timeoutMs: 180_000, uniqueErrors: true });
 }
 
-const ratio = (a, b) => (a != null && b != null && b > 0 ? Number((a / b).toPrecision(4)) : null);
-const speed = (r) => (r == null ? '—' : r <= 1 ? `${(1 / r).toFixed(1)}× faster` : `${r.toFixed(2)}× slower`);
-const ms = (x) => (x == null ? '—' : fmtNs(x * 1e6));
-const mib = (b) => (b == null ? '—' : `${fmtInt(b / 1048576)} MiB`);
 const mib1 = (b) => (b == null ? '—' : `${(b / 1048576).toFixed(1)} MiB`);
-const spread = (s) => (s ? `${ms(s.p10)} – ${ms(s.p90)}` : '—');
-
-const sections = [];
-const goals = [];
-function goal(text, value, met, detail) {
-  goals.push({ goal: text, value, met: met === null ? null : !!met, detail });
-}
 
 // ---- 1. start-up --------------------------------------------------------------------------
 log('section 1: worker start → first signal back, typescript preloaded/required');
@@ -319,32 +282,4 @@ log('section 3: SIGKILL -> the parent knows');
 }
 
 // ---- output -------------------------------------------------------------------------------
-for (const s of sections) {
-  s.headers = s.columns.map((c) => c.header);
-  s.cells = s.rows.map((r) => s.columns.map((c) => (c.fmt ? c.fmt(r[c.key]) : String(r[c.key] ?? ''))));
-  console.log(s.title);
-  console.log(renderTable(s.headers, s.cells));
-  console.log();
-}
-console.log('Goals');
-for (const g of goals) {
-  const mark = g.met === null ? '·' : g.met ? '✓' : '✗';
-  console.log(`  ${mark} ${g.goal}: ${g.detail}`);
-}
-watch.finish(env, notes, 'these figures');
-if (notes.length) {
-  console.log('\nNotes');
-  for (const n of notes) console.log(`  - ${n}`);
-}
-const elapsed = round((Date.now() - t0) / 1000, 1);
-fs.writeFileSync(RESULTS, `${JSON.stringify({
-  env,
-  params: P,
-  elapsed_s: elapsed,
-  sections: sections.map(({ id, title, headers, cells, rows }) => ({ id, title, headers, cells, rows })),
-  goals,
-  notes,
-  raw,
-}, null, 2)}\n`);
-console.log(`\nWrote ${RESULTS} (run took ${elapsed} s${env.steal_during != null ? `; hypervisor steal during the run ${round(env.steal_during * 100, 1)}%` : ''}` +
-  `${env.others_busy_during != null ? `; other processes used ${round(env.others_busy_during * 100, 1)}% of the CPUs` : ''})`);
+report.finish({ file: RESULTS, env, params: P, watch });

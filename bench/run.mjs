@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  cpuBusy, cpuModel, fmtInt, fmtNs, fmtOps, fmtRatio, has, loadWatch, median, nproc, renderTable, round, runJSON,
+  busyLine, envLine, fmtInt, fmtNs, fmtOps, fmtRatio, has, loadWatch, log, machineEnv, median, newReport, nproc, QUICK, ratio,
+  runJSON, speed,
 } from './util.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -22,7 +23,6 @@ const BASE = path.join(here, 'baselines');
 const MEASURE = path.join(here, 'measure.mjs');
 const RESULTS = path.join(here, 'results.json');
 
-const QUICK = !!process.env.BENCH_QUICK && process.env.BENCH_QUICK !== '0';
 const P = QUICK
   ? { loopN: 500_000, loopReps: 5, pyIters: 50_000, pyReps: 3, straceN: 1_000_000, straceReps: 1,
       ppN: 3000, ppRuns: 1, ppDiagN: 3000, cPpN: 5000, ipcN: 500, pyPpN: 1000,
@@ -33,36 +33,16 @@ const P = QUICK
       K: 500_000, contReps: 5, pyContRuns: 5, pyK: 100_000,
       asyncPpN: 5000, asyncPpRuns: 5, asyncK: 200_000, asyncReps: 5, pendingN: 10_000, pendingMs: 1000, pendingRuns: 3 };
 
-const t0 = Date.now();
-const notes = [];
-const raw = {};
-const log = (s) => process.stderr.write(`  · ${s}\n`);
+const report = newReport();
+const { notes, raw, sections, goal } = report;
 
 // ---- environment -------------------------------------------------------------
 const pyVersion = has('python3', ['-c', 'import multiprocessing, sys; print(sys.version.split()[0])']);
 const ccVersion = has('cc', ['--version'])?.split('\n')[0] ?? null;
 const straceOk = !!has('strace', ['-V']);
 const tasksetOk = !!has('taskset', ['--version']);
-const env = {
-  date: new Date().toISOString(),
-  node: process.version,
-  v8: process.versions.v8,
-  cpu: cpuModel(),
-  nproc,
-  kernel: `${os.type()} ${os.release()} ${os.arch()}`,
-  python: pyVersion,
-  cc: ccVersion,
-  strace: straceOk,
-  quick: QUICK,
-  loadavg: os.loadavg().map((x) => round(x, 2)),
-  busy_before: cpuBusy(700),
-};
-if (env.busy_before != null && env.busy_before > 0.2) {
-  notes.push(
-    `the machine was busy when the run started (${Math.round(env.busy_before * 100)}% of all CPUs in use by other processes): ` +
-      'they compete for the CPUs, so these figures (ping-pong and contended above all) are unreliable.',
-  );
-}
+const env = machineEnv({ python: pyVersion, cc: ccVersion, strace: straceOk, quick: QUICK }, notes,
+  'these figures (ping-pong and contended above all)');
 
 const watch = loadWatch();
 
@@ -77,8 +57,8 @@ if (!ccVersion) {
 if (!pyVersion) notes.push('Python columns skipped: `python3` (with multiprocessing) not found.');
 
 console.log(`forksafe benchmarks${QUICK ? ' (BENCH_QUICK)' : ''}`);
-console.log(`  node ${env.node} (V8 ${env.v8}) · ${env.cpu} · nproc ${nproc} · ${env.kernel}`);
-console.log(`  python ${pyVersion ?? '— (skipped)'} · cc ${ccVersion ?? '— (skipped)'} · strace ${straceOk ? 'yes' : 'no'} · CPU busy before start ${env.busy_before == null ? '?' : `${Math.round(env.busy_before * 100)}%`}`);
+console.log(`  ${envLine(env)}`);
+console.log(`  python ${pyVersion ?? '— (skipped)'} · cc ${ccVersion ?? '— (skipped)'} · strace ${straceOk ? 'yes' : 'no'} · ${busyLine(env)}`);
 console.log('  times are medians; ratio = forksafe time ÷ baseline time (< 1 means forksafe is faster)\n');
 
 // ---- runners -----------------------------------------------------------------
@@ -105,16 +85,8 @@ function py(name, ...args) {
   if (!r.ok) notes.push(`Python ${name} failed: ${r.error}`);
   return r.ok ? r.data : null;
 }
-const ratio = (a, b) => (a != null && b != null && b > 0 ? Number((a / b).toPrecision(4)) : null);
-/** A time ratio (forksafe ÷ baseline) in words. */
-const speed = (r) => (r == null ? '—' : r <= 1 ? `${(1 / r).toFixed(1)}× faster` : `${r.toFixed(2)}× slower`);
 const pick = (o, k) => (o ? o[k] ?? null : null);
 
-const sections = [];
-const goals = [];
-function goal(text, value, met, detail) {
-  goals.push({ goal: text, value, met: met === null ? null : !!met, detail });
-}
 
 // ---- 1. uncontended lock pair ----------------------------------------------------
 log('section 1: uncontended lock pair');
@@ -574,36 +546,7 @@ log('section 5c: event loop with pending waits');
 }
 
 // ---- output -------------------------------------------------------------------------------
-for (const s of sections) {
-  s.headers = s.columns.map((c) => c.header);
-  s.cells = s.rows.map((r) => s.columns.map((c) => (c.fmt ? c.fmt(r[c.key]) : String(r[c.key] ?? ''))));
-  console.log(s.title);
-  console.log(renderTable(s.headers, s.cells));
-  console.log();
-}
-console.log('Goals');
-for (const g of goals) {
-  const mark = g.met === null ? '·' : g.met ? '✓' : '✗';
-  console.log(`  ${mark} ${g.goal}: ${g.detail}${g.met === null && g.value === null ? ' (baseline skipped or failed: no verdict)' : ''}`);
-}
-watch.finish(env, notes, 'these figures (ping-pong and contended above all)');
-if (notes.length) {
-  console.log('\nNotes');
-  for (const n of notes) console.log(`  - ${n}`);
-}
-const elapsed = round((Date.now() - t0) / 1000, 1);
-const json = {
-  env,
-  params: P,
-  elapsed_s: elapsed,
-  sections: sections.map(({ id, title, headers, cells, rows }) => ({ id, title, headers, cells, rows })),
-  goals,
-  notes,
-  raw,
-};
-fs.writeFileSync(RESULTS, `${JSON.stringify(json, null, 2)}\n`);
-console.log(`\nWrote ${RESULTS} (run took ${elapsed} s${env.steal_during != null ? `; hypervisor steal during the run ${round(env.steal_during * 100, 1)}%` : ''}` +
-  `${env.others_busy_during != null ? `; other processes used ${round(env.others_busy_during * 100, 1)}% of the CPUs` : ''})`);
+report.finish({ file: RESULTS, env, params: P, watch, what: 'these figures (ping-pong and contended above all)', noVerdictNote: true });
 
 // ---- fork() benchmarks: their own script, bench/fork.mjs (writes bench/fork-results.json) ----
 console.log();

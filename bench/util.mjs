@@ -1,5 +1,8 @@
 // Small helpers shared by the bench scripts: statistics, a JS timing loop,
-// child-process runners that expect one JSON line, and a plain-text table.
+// child-process runners that expect one JSON line, a plain-text table, the
+// machine description and the report (tables, goals, notes, results JSON) of
+// the drivers (run.mjs, fork.mjs, forkserver.mjs), and the /proc readers and
+// timers of the per-process scripts (fork-parent.mjs, forkserver-parent.mjs).
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,6 +18,19 @@ export function median(xs) {
 export function percentile(xs, p) {
   const v = [...xs].sort((a, b) => a - b);
   return v[Math.min(v.length - 1, Math.floor(v.length * p))];
+}
+
+/**
+ * Median, p10, p90, min, max, count and every sample (rounded to 3 decimals)
+ * of the finite numbers in xs; null when there are none.
+ */
+export function stats(xs) {
+  xs = xs.filter((x) => x != null && Number.isFinite(x));
+  if (xs.length === 0) return null;
+  return {
+    median: round(median(xs), 3), p10: round(percentile(xs, 0.1), 3), p90: round(percentile(xs, 0.9), 3),
+    min: round(Math.min(...xs), 3), max: round(Math.max(...xs), 3), n: xs.length, samples: xs.map((x) => round(x, 3)),
+  };
 }
 
 export function mean(xs) {
@@ -103,6 +119,31 @@ export function fmtOps(x) {
   return x >= 1e6 ? `${(x / 1e6).toFixed(2)} M/s` : `${(x / 1e3).toFixed(0)} k/s`;
 }
 
+/** A duration in ms (null: '—'), with fmtNs's units. */
+export function fmtMs(x) {
+  return x == null ? '—' : fmtNs(x * 1e6);
+}
+
+/** Bytes as whole MiB. */
+export function fmtMiB(b) {
+  return b == null ? '—' : `${fmtInt(b / 1048576)} MiB`;
+}
+
+/** The p10 – p90 range of stats() of durations in ms. */
+export function fmtSpread(s) {
+  return s ? `${fmtMs(s.p10)} – ${fmtMs(s.p90)}` : '—';
+}
+
+/** a ÷ b to 4 significant digits (forksafe ÷ baseline); null when either is missing. */
+export function ratio(a, b) {
+  return a != null && b != null && b > 0 ? Number((a / b).toPrecision(4)) : null;
+}
+
+/** A time ratio (forksafe ÷ baseline) in words. */
+export function speed(r) {
+  return r == null ? '—' : r <= 1 ? `${(1 / r).toFixed(1)}× faster` : `${r.toFixed(2)}× slower`;
+}
+
 /** Renders rows (arrays of strings) under headers, first column left-aligned. */
 export function renderTable(headers, rows, indent = '  ') {
   const w = headers.map((h, i) => Math.max(len(h), ...rows.map((r) => len(r[i] ?? ''))));
@@ -131,7 +172,7 @@ export function markdownTable(headers, rows) {
   ].join('\n');
 }
 
-// ---- the machine, and how busy it was (shared by run.mjs and fork.mjs) ----------
+// ---- the machine, and how busy it was (shared by the drivers) ----------------------
 
 // CPU time counters from /proc/stat (all CPUs).
 export function cpuStat() {
@@ -206,4 +247,166 @@ export function loadWatch() {
       }
     },
   };
+}
+
+// ---- the drivers: run.mjs, fork.mjs, forkserver.mjs --------------------------------------
+
+export const QUICK = !!process.env.BENCH_QUICK && process.env.BENCH_QUICK !== '0';
+
+/** A progress line on stderr. */
+export function log(s) {
+  process.stderr.write(`  · ${s}\n`);
+}
+
+/**
+ * The machine: node, V8, CPU, kernel, then `extra` (the driver's own
+ * fields), then the load average and how busy the CPUs were over 700 ms
+ * before the start. Adds a note to `notes` when they were busy, saying that
+ * `what` are unreliable.
+ */
+export function machineEnv(extra, notes, what = 'these figures') {
+  const env = {
+    date: new Date().toISOString(),
+    node: process.version,
+    v8: process.versions.v8,
+    cpu: cpuModel(),
+    nproc,
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+    ...extra,
+    loadavg: os.loadavg().map((x) => round(x, 2)),
+    busy_before: cpuBusy(700),
+  };
+  if (env.busy_before != null && env.busy_before > 0.2) {
+    notes.push(
+      `the machine was busy when the run started (${Math.round(env.busy_before * 100)}% of all CPUs in use by other processes): ` +
+        `they compete for the CPUs, so ${what} are unreliable.`,
+    );
+  }
+  return env;
+}
+
+/** The start of a driver's header: `node … (V8 …) · cpu · nproc N · kernel`. */
+export function envLine(env) {
+  return `node ${env.node} (V8 ${env.v8}) · ${env.cpu} · nproc ${env.nproc} · ${env.kernel}`;
+}
+
+/** `CPU busy before start N%` (or `?`). */
+export function busyLine(env) {
+  return `CPU busy before start ${env.busy_before == null ? '?' : `${Math.round(env.busy_before * 100)}%`}`;
+}
+
+/**
+ * A driver's results, started now: `notes`, `raw` (the measuring processes'
+ * JSON, by key), `sections` ({id, title, columns: [{key, header, fmt?}], rows})
+ * and `goals`, filled by goal(); recordJSON() runs a measuring process and
+ * finish() prints it all and writes the results JSON (the layout
+ * bench/markdown.mjs renders).
+ */
+export function newReport() {
+  const t0 = Date.now();
+  const notes = [];
+  const raw = {};
+  const sections = [];
+  const goals = [];
+  return {
+    notes,
+    raw,
+    sections,
+    goals,
+
+    /** met: true/false, or null for information (no verdict). */
+    goal(text, value, met, detail) {
+      goals.push({ goal: text, value, met: met === null ? null : !!met, detail });
+    },
+
+    /**
+     * Runs `node ...args` (in cwd), which prints one JSON line; keeps its data
+     * (or the error) in raw[key] and notes, as `what`, a failure or the errors
+     * it reports (each once with uniqueErrors). Returns the data or null.
+     */
+    recordJSON(key, what, args, { cwd, timeoutMs, uniqueErrors = false } = {}) {
+      const r = runJSON(process.execPath, args, { cwd, timeoutMs });
+      raw[key] = r.ok ? r.data : { error: r.error };
+      if (!r.ok) notes.push(`${what} failed: ${r.error}`);
+      else if (r.data.errors?.length) notes.push(`${what}: ${(uniqueErrors ? [...new Set(r.data.errors)] : r.data.errors).join('; ')}`);
+      return r.ok ? r.data : null;
+    },
+
+    /**
+     * Prints the sections' tables, the goals and the notes (with what
+     * watch.finish() adds about `what`), then writes {env, params, elapsed_s,
+     * sections, goals, notes, raw} to `file`. noVerdictNote: say so after an
+     * information goal that has no value.
+     */
+    finish({ file, env, params, watch, what = 'these figures', noVerdictNote = false }) {
+      for (const s of sections) {
+        s.headers = s.columns.map((c) => c.header);
+        s.cells = s.rows.map((r) => s.columns.map((c) => (c.fmt ? c.fmt(r[c.key]) : String(r[c.key] ?? ''))));
+        console.log(s.title);
+        console.log(renderTable(s.headers, s.cells));
+        console.log();
+      }
+      console.log('Goals');
+      for (const g of goals) {
+        const mark = g.met === null ? '·' : g.met ? '✓' : '✗';
+        const noVerdict = noVerdictNote && g.met === null && g.value === null ? ' (baseline skipped or failed: no verdict)' : '';
+        console.log(`  ${mark} ${g.goal}: ${g.detail}${noVerdict}`);
+      }
+      watch.finish(env, notes, what);
+      if (notes.length) {
+        console.log('\nNotes');
+        for (const n of notes) console.log(`  - ${n}`);
+      }
+      const elapsed = round((Date.now() - t0) / 1000, 1);
+      fs.writeFileSync(file, `${JSON.stringify({
+        env,
+        params,
+        elapsed_s: elapsed,
+        sections: sections.map(({ id, title, headers, cells, rows }) => ({ id, title, headers, cells, rows })),
+        goals,
+        notes,
+        raw,
+      }, null, 2)}\n`);
+      console.log(`\nWrote ${file} (run took ${elapsed} s${env.steal_during != null ? `; hypervisor steal during the run ${round(env.steal_during * 100, 1)}%` : ''}` +
+        `${env.others_busy_during != null ? `; other processes used ${round(env.others_busy_during * 100, 1)}% of the CPUs` : ''})`);
+    },
+  };
+}
+
+// ---- the per-process scripts: fork-parent.mjs, forkserver-parent.mjs ----------------------
+
+/** kB fields of /proc/<pid>/status or smaps_rollup, in bytes. */
+export function kbFields(file, names) {
+  const text = fs.readFileSync(file, 'utf8');
+  const o = {};
+  for (const n of names) {
+    const m = new RegExp(`^${n}:\\s+(\\d+) kB`, 'm').exec(text);
+    o[n] = m ? Number(m[1]) * 1024 : null;
+  }
+  return o;
+}
+
+/** The promise, or a rejection `${what}: no answer in ${ms} ms`. */
+export function timed(promise, ms, what) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, rej) => {
+      timer = setTimeout(() => rej(new Error(`${what}: no answer in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Waits (SharedMemory.wait) until word i of shm (i32: an Int32Array over its
+ * buffer) is not 0; false after timeoutMs.
+ */
+export function waitWord(shm, i32, i, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Atomics.load(i32, i) === 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    shm.wait(i, 0, { timeout: left });
+  }
+  return true;
 }
