@@ -8,7 +8,7 @@ import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType } from './
 import { setToken } from './runtime';
 import { forgetAfterFork } from './async';
 import { timeoutOf, validateObject } from './validate';
-import { ExitInfo, exitInfo, signalNumber } from './util';
+import { ExitInfo, exitInfo, unknownSignal, validSignal } from './util';
 
 export type { ExitInfo };
 
@@ -287,8 +287,13 @@ function unwatch(c: ForkedChild): void {
 }
 
 onForkChild(() => {
-  // The parent's children are not ours.
-  for (const c of children.values()) c._owner = -1;
+  // The parent's children are not ours: their copies are inert, and their
+  // pidfds (copied fds) are closed here.
+  for (const c of children.values()) {
+    c._owner = -1;
+    if (c._pidfd >= 0) binding.closeFd(c._pidfd);
+    c._pidfd = -1;
+  }
   children.clear();
   if (keepAlive) {
     clearInterval(keepAlive);
@@ -359,8 +364,8 @@ export class ForkedChild {
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     this._check('kill()');
     if (this._exit) return;
-    const n = signalNumber(signal);
-    if (n === undefined) throw invalidArgType('signal', 'a signal name or number', signal);
+    const n = validSignal(signal);
+    if (n === undefined) throw unknownSignal(signal);
     binding.pidfdKill(this._pidfd, n);
   }
 }

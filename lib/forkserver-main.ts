@@ -14,8 +14,8 @@ import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
-import { dynamicImport, loadForkedTarget, moduleHooksSuspected } from './util';
-import { fork, ForkedChild, ForkChildUnwind } from './fork';
+import { dynamicImport, loadForkedTarget, moduleHooksSuspected, replaceEnv } from './util';
+import { atfork, fork, ForkedChild, ForkChildUnwind } from './fork';
 import type { SharedMemory } from './shared-memory';
 import {
   FS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions, signalNumberOf,
@@ -24,23 +24,45 @@ import {
 const CHANNEL = 3;
 const SIGKILL = 9;
 
-function writeFrame(msg: unknown): void {
-  const buf = encodeFrame(msg);
-  const nap = new Int32Array(new SharedArrayBuffer(4));
-  let off = 0;
-  while (off < buf.length) {
+// Frames to the parent are queued here and written without ever blocking: a
+// parent blocked in start() or join() does not read its socket, and a
+// forkserver blocked writing would stop serving it — both would wait forever.
+// The status table is written before each frame, so blocked parents see it.
+const outQueue: Buffer[] = [];
+let outTimer: NodeJS.Timeout | null = null;
+let isWorker = false; // set first thing in a worker: the queue is the forkserver's
+
+function flush(): void {
+  outTimer = null;
+  while (outQueue.length && !isWorker) {
+    const buf = outQueue[0];
+    let n: number;
     try {
-      off += fs.writeSync(CHANNEL, buf, off, buf.length - off);
+      n = fs.writeSync(CHANNEL, buf);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') {
-        Atomics.wait(nap, 0, 0, 1);
-        continue;
+        outTimer = setTimeout(flush, 2); // the parent is not reading now
+        return;
       }
       if (code === 'EPIPE' || code === 'ECONNRESET') process.exit(0); // the parent is gone
       throw e;
     }
+    if (n < buf.length) outQueue[0] = buf.subarray(n);
+    else outQueue.shift();
   }
+}
+
+function writeFrame(msg: unknown): void {
+  outQueue.push(encodeFrame(msg));
+  if (!outTimer) flush();
+}
+
+function writeError(status: SharedMemory, message: string): void {
+  const text = Buffer.from(message);
+  const area = new Uint8Array(status.buffer, FS.ERROR_OFFSET, FS.ERROR_BYTES);
+  area.set(text.subarray(0, FS.ERROR_BYTES - 1));
+  area[Math.min(text.length, FS.ERROR_BYTES - 1)] = 0;
 }
 
 // Module hooks (--import/--loader) run on a thread that forked workers would
@@ -71,6 +93,25 @@ async function main(): Promise<void> {
   const preload = JSON.parse(process.env.FORKSAFE_FS_PRELOAD ?? '[]') as string[];
   for (const k of ['FORKSAFE_FS_PARENT', 'FORKSAFE_FS_STATUS', 'FORKSAFE_FS_PRELOAD', 'FORKSAFE_FS_REEXEC']) delete process.env[k];
   const words = new Int32Array(status.buffer);
+  const me = process.pid;
+  let channel: net.Socket | null = null;
+
+  // First in every worker, before any hook a preload registers (atfork child
+  // hooks run in registration order) and before the target: close the channel
+  // (uv_close closes the fd at once), unmap the status table, drop the queue,
+  // and die with the forkserver — checked against its pid taken before the
+  // fork, so a forkserver already dead is seen (getppid() is then 1 or a reaper).
+  atfork({
+    child() {
+      isWorker = true;
+      if (outTimer) clearTimeout(outTimer);
+      outTimer = null;
+      outQueue.length = 0;
+      channel?.destroy();
+      status.close();
+      if (binding.setPdeathsig(SIGKILL) !== me) binding.exitNow(1);
+    },
+  });
 
   // Preload: each module's top level runs here, once, and every worker
   // inherits the result.
@@ -83,10 +124,7 @@ async function main(): Promise<void> {
         await dynamicImport(pathToFileURL(spec).href);
       }
     } catch (e) {
-      const text = Buffer.from(`preload of '${spec}' failed in the forkserver: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
-      const area = new Uint8Array(status.buffer, FS.ERROR_OFFSET, FS.ERROR_BYTES);
-      area.set(text.subarray(0, FS.ERROR_BYTES - 1));
-      area[Math.min(text.length, FS.ERROR_BYTES - 1)] = 0;
+      writeError(status, `preload of '${spec}' failed in the forkserver: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
       Atomics.store(words, FS.READY, FS.READY_FAILED);
       status.notify(FS.READY);
       process.exit(1);
@@ -94,7 +132,7 @@ async function main(): Promise<void> {
   }
 
   const children = new Map<number, ForkedChild>(); // by request id
-  const channel = new net.Socket({ fd: CHANNEL, readable: true, writable: false });
+  channel = new net.Socket({ fd: CHANNEL, readable: true, writable: false });
   const reader = new FrameReader();
   const queue: FsRequest[] = [];
   let draining = false;
@@ -107,14 +145,11 @@ async function main(): Promise<void> {
     const w = entryWord(req.id);
     let child: ForkedChild | null;
     try {
-      child = fork(() => runWorker(req, channel));
+      child = fork(() => runWorker(req));
     } catch (e) {
       if (e instanceof ForkChildUnwind) throw e; // this is the worker, leaving the forkserver's code
       // Nothing was forked: the parent's start() throws with this message.
-      const text = Buffer.from(e instanceof Error ? e.message : String(e));
-      const area = new Uint8Array(status.buffer, FS.ERROR_OFFSET, FS.ERROR_BYTES);
-      area.set(text.subarray(0, FS.ERROR_BYTES - 1));
-      area[Math.min(text.length, FS.ERROR_BYTES - 1)] = 0;
+      writeError(status, e instanceof Error ? e.message : String(e));
       Atomics.store(words, w + FS.E_CODE, (e as { errno?: number }).errno ?? -1);
       Atomics.store(words, w + FS.E_STATE, FS.FAILED);
       status.notify(w + FS.E_STATE);
@@ -139,7 +174,16 @@ async function main(): Promise<void> {
   // Requests are served from a clean stack (an immediate), one at a time.
   const drain = (): void => {
     draining = false;
-    while (queue.length) serve(queue.shift()!);
+    while (queue.length) {
+      const req = queue.shift()!;
+      try {
+        serve(req);
+      } catch (e) {
+        if (e instanceof ForkChildUnwind) throw e; // the worker leaving
+        // One bad request must not take the forkserver (and every worker) down.
+        process.stderr.write(`forksafe forkserver: request ${req.t} #${req.id} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+      }
+    }
   };
   channel.on('data', (chunk: Buffer) => {
     for (const msg of reader.push(chunk)) queue.push(msg as FsRequest);
@@ -157,13 +201,11 @@ async function main(): Promise<void> {
 }
 
 /** In the worker: runs the target and returns its exit code (fork(main) exits with it). */
-async function runWorker(req: FsRequest & { t: 'start' }, channel: net.Socket): Promise<unknown> {
-  channel.destroy(); // the worker's copy of the forkserver's end of the channel
-  const server = Number(process.ppid);
-  // Die with the forkserver (which dies with the parent): no orphans.
-  if (binding.setPdeathsig(SIGKILL) !== server) process.exit(1);
+async function runWorker(req: FsRequest & { t: 'start' }): Promise<unknown> {
+  // The atfork child hook of main() has closed the channel, unmapped the status
+  // table and tied this worker's life to the forkserver's.
   if (req.name) process.title = req.name;
-  if (req.env) process.env = { ...req.env };
+  if (req.env) replaceEnv(req.env);
   const args = fromWire(v8.deserialize(req.args), attach) as unknown[];
   const ns = await loadForkedTarget(req.module);
   const d = ns.default as { default?: unknown; [k: string]: unknown } | undefined;

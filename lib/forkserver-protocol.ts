@@ -110,7 +110,7 @@ export function signalNameOf(n: number): NodeJS.Signals | null {
 // --import/--loader) start the loader's hooks thread, and a forkserver must be
 // single-threaded to fork.
 const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch|import|loader|experimental-loader)(=|$)|^-[ep]$/;
-const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader)$/;
+const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader|--inspect-port|--debug-port|--input-type)$/;
 
 export function defaultExecArgv(argv: string[] = process.execArgv): string[] {
   const out: string[] = [];

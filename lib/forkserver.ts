@@ -17,6 +17,7 @@ import type { ExitInfo } from './util';
 
 let preload: string[] = [];
 let serverExecArgv: string[] | null = null;
+let startTimeout = 60_000;
 
 /** Resolves a module specifier the way the parent sees it (relative to the working directory). */
 export function resolveModule(spec: string): string {
@@ -34,8 +35,10 @@ export function resolveModule(spec: string): string {
  * set_forkserver_preload). Takes effect for the next forkserver started; one
  * already running keeps its preload. `execArgv`: the forkserver's node flags
  * (default: the parent's, minus --inspect*, --eval, --import/--loader).
+ * `startTimeout`: how long a start may wait for node to boot and the preload to
+ * load (default 60,000 ms); then the forkserver is killed and start() throws.
  */
-export function setForkserverPreload(modules: string[], opts?: { execArgv?: string[] }): void {
+export function setForkserverPreload(modules: string[], opts?: { execArgv?: string[]; startTimeout?: number }): void {
   if (!Array.isArray(modules) || !modules.every((m) => typeof m === 'string' && m !== '')) {
     throw invalidArgType('modules', 'an array of module names or paths', modules);
   }
@@ -44,8 +47,13 @@ export function setForkserverPreload(modules: string[], opts?: { execArgv?: stri
   if (ea !== undefined && (!Array.isArray(ea) || !ea.every((a) => typeof a === 'string'))) {
     throw invalidArgType('options.execArgv', 'an array of strings', ea);
   }
+  const st = opts?.startTimeout;
+  if (st !== undefined && (typeof st !== 'number' || !(st > 0))) {
+    throw invalidArgType('options.startTimeout', 'a positive number of milliseconds (or Infinity)', st);
+  }
   preload = modules.map(resolveModule);
   if (ea !== undefined) serverExecArgv = [...ea];
+  if (st !== undefined) startTimeout = st;
 }
 
 /** What a forkserver Process needs from its server. */
@@ -70,6 +78,7 @@ export class FsServer {
   private readonly reader = new FrameReader();
   dead = false;
   deathReason = '';
+  readonly bootDeadline = Date.now() + startTimeout;
 
   constructor() {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -198,10 +207,13 @@ export class FsServer {
 
   /** Blocks until the forkserver has loaded its preload; throws if it cannot. */
   waitReady(): void {
-    const r = this.waitWhile(FS.READY, FS.READY_BOOTING, Infinity);
+    const r = this.waitWhile(FS.READY, FS.READY_BOOTING, this.bootDeadline);
     const state = Atomics.load(this.words, FS.READY);
     if (r === 'changed' && state === FS.READY_OK) return;
-    const why = state === FS.READY_FAILED ? this.errorText() : 'it exited while starting';
+    const why = state === FS.READY_FAILED ? this.errorText()
+      : r === 'timed-out' ? `it did not finish starting (node, then the preload: ${preload.join(', ') || 'none'}) within ` +
+        `${startTimeout} ms (setForkserverPreload(modules, { startTimeout }))`
+        : 'it exited while starting';
     this.markDead(why);
     throw new ForksafeError(`forksafe: the forkserver could not start: ${why}`, 'ERR_FORKSAFE_FORKSERVER');
   }
@@ -212,8 +224,8 @@ export class FsServer {
     return Buffer.from(area.subarray(0, end < 0 ? area.length : end)).toString('utf8');
   }
 
-  send(msg: FsRequest): void {
-    const buf = encodeFrame(msg);
+  /** Writes a frame synchronously (EAGAIN waited out while the forkserver lives). */
+  send(buf: Buffer): void {
     const nap = new Int32Array(new SharedArrayBuffer(4));
     let off = 0;
     while (off < buf.length) {
@@ -221,11 +233,11 @@ export class FsServer {
         off += fs.writeSync(this.fd, buf, off, buf.length - off);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN') {
-          if (!this.alive()) throw this.deadError();
-          Atomics.wait(nap, 0, 0, 1);
+        if (code === 'EAGAIN' && this.alive()) {
+          Atomics.wait(nap, 0, 0, 1); // it reads from its event loop, which never blocks on us
           continue;
         }
+        this.markDead(code === 'EAGAIN' ? 'it exited' : `its channel failed (${code ?? String(e)})`);
         throw this.deadError();
       }
     }
@@ -242,17 +254,23 @@ export class FsServer {
     if (id === undefined) {
       throw new ForksafeError(`forksafe: ${FS.ENTRIES} forkserver workers are running; wait for one to exit`, 'ERR_FORKSAFE_TOO_MANY_PROCESSES');
     }
+    let frame: Buffer;
+    try {
+      frame = encodeFrame({ t: 'start', id, ...req }); // a DataCloneError here is the caller's, not the forkserver's
+    } catch (e) {
+      this.free.push(id);
+      throw e;
+    }
     const w = entryWord(id);
     Atomics.store(this.words, w + FS.E_PID, 0);
     Atomics.store(this.words, w + FS.E_CODE, -1);
     Atomics.store(this.words, w + FS.E_SIGNAL, 0);
     Atomics.store(this.words, w + FS.E_STATE, FS.REQUESTED);
     try {
-      this.send({ t: 'start', id, ...req });
+      this.send(frame);
     } catch (e) {
-      Atomics.store(this.words, w + FS.E_STATE, FS.FREE);
+      if (!this.dead) Atomics.store(this.words, w + FS.E_STATE, FS.FREE);
       this.free.push(id);
-      this.markDead('it stopped reading requests');
       throw unserved(e as Error);
     }
     const r = this.waitWhile(w + FS.E_STATE, FS.REQUESTED, Infinity);
@@ -285,7 +303,7 @@ export class FsServer {
   kill(id: number, signal: number): void {
     if (this.dead || !this.live.has(id)) return;
     try {
-      this.send({ t: 'kill', id, signal });
+      this.send(encodeFrame({ t: 'kill', id, signal }));
     } catch {
       // gone: its workers are gone with it
     }
@@ -306,17 +324,12 @@ let server: FsServer | null = null;
 
 /** The running forkserver, started (and waited for) if there is none. */
 export function forkserver(): FsServer {
-  if (!server || server.dead || !server.alive()) {
-    if (server && !server.dead) server.markDead('it exited');
-    server = new FsServer();
-    try {
-      server.waitReady();
-    } catch (e) {
-      server = null;
-      throw e;
-    }
-  }
-  return server;
+  if (server && !server.dead && !server.alive()) server.markDead('it exited');
+  if (!server || server.dead) server = new FsServer();
+  const s = server;
+  // Started here, or by a startForkserver() still waiting: wait until it is ready.
+  if (Atomics.load(s.words, FS.READY) !== FS.READY_OK) s.waitReady(); // throws (and forgets it) if it cannot start
+  return s;
 }
 
 /**
@@ -324,14 +337,21 @@ export function forkserver(): FsServer {
  * Process.start() would otherwise wait for node to boot and the preload to load).
  */
 export async function startForkserver(): Promise<{ pid: number }> {
-  if (!server || server.dead) {
+  if (!server || server.dead || !server.alive()) {
+    if (server && !server.dead) server.markDead('it exited');
     server = new FsServer();
   }
   const s = server;
   for (;;) {
+    // A synchronous start() may settle it meanwhile (ready, failed, dead).
+    if (s.dead) throw new ForksafeError(`forksafe: the forkserver could not start: ${s.deathReason}`, 'ERR_FORKSAFE_FORKSERVER');
     const state = Atomics.load(s.words, FS.READY);
-    if (state !== FS.READY_BOOTING || !s.alive()) break;
-    await s.status.waitAsync(FS.READY, FS.READY_BOOTING, { timeout: SLICE_MS });
+    if (state !== FS.READY_BOOTING || !s.alive() || Date.now() >= s.bootDeadline) break;
+    try {
+      await s.status.waitAsync(FS.READY, FS.READY_BOOTING, { timeout: SLICE_MS });
+    } catch (e) {
+      if (!s.dead) throw e; // closed because it was marked dead: reported above
+    }
   }
   s.waitReady(); // returns at once now, or throws why it failed
   return { pid: s.pid };

@@ -13,7 +13,7 @@ import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
 import { validateObject } from './validate';
-import { ExitInfo, dynamicImport, exitInfo, loadForkedTarget, signalNumber } from './util';
+import { ExitInfo, dynamicImport, exitInfo, loadForkedTarget, replaceEnv, unknownSignal, validSignal } from './util';
 
 export type Target = ((...args: never[]) => unknown) | { module: string; export?: string };
 
@@ -41,17 +41,25 @@ export interface BootPayload {
 // Flags of the parent that must not reach the child: they would run the
 // parent's code again, or fight over the same debugger port.
 const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch)(=|$)|^-[ep]$/;
+const TAKES_VALUE = /^(-e|-p|--eval|--print|--inspect-port|--debug-port|--input-type)$/;
 
 function childExecArgv(): string[] {
   const out: string[] = [];
   const a = process.execArgv;
   for (let i = 0; i < a.length; i++) {
     if (DROP.test(a[i])) {
-      if (/^(-e|-p|--eval|--print)$/.test(a[i])) i++; // skip its value
+      if (TAKES_VALUE.test(a[i])) i++; // skip its value
       continue;
     }
     out.push(a[i]);
   }
+  return out;
+}
+
+/** `env` as child_process takes it: every defined value as a string. */
+function envStrings(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = String(v);
   return out;
 }
 
@@ -207,7 +215,7 @@ export class Process {
       export: t.export ?? null,
       args,
       name: this.name,
-      env: this._opts.env ? { ...this._opts.env } : null,
+      env: this._opts.env ? envStrings(this._opts.env) : null,
     };
     let srv = fsrv.forkserver();
     try {
@@ -283,8 +291,8 @@ export class Process {
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     if (!this._child && this._fsPid === null) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     this._checkOwner('kill()');
-    const n = signalNumber(signal);
-    if (n === undefined) throw invalidArgType('signal', 'a signal name or number', signal);
+    const n = validSignal(signal);
+    if (n === undefined) throw unknownSignal(signal);
     if (this._exit || this._joined) return;
     if (this._fs) {
       this._fs.kill(this._fsId, n);
@@ -345,7 +353,7 @@ export class ForkProcess {
     const { fork } = require('./fork') as typeof import('./fork');
     const setup = (): void => {
       if (opts.name) process.title = opts.name;
-      if (opts.env) process.env = { ...opts.env };
+      if (opts.env) replaceEnv(opts.env);
     };
     const t0 = opts.target;
     // A function target runs synchronously inside fork(): a synchronous one

@@ -63,3 +63,27 @@ export async function loadForkedTarget(spec: string): Promise<Record<string, unk
   }
   return (await dynamicImport(require('node:url').pathToFileURL(spec).href)) as Record<string, unknown>;
 }
+
+/**
+ * Replaces this process's environment the way a new process would get it:
+ * every old variable unset, every value a string (setenv, so native code and
+ * TZ see it too), as child_process does with `env`.
+ */
+export function replaceEnv(env: NodeJS.ProcessEnv): void {
+  for (const k of Object.keys(process.env)) delete process.env[k];
+  for (const [k, v] of Object.entries(env)) if (v !== undefined) process.env[k] = String(v);
+}
+
+/** A signal as a number, or undefined when it is not one this platform knows (0 is allowed: a check). */
+export function validSignal(signal: NodeJS.Signals | number): number | undefined {
+  const n = signalNumber(signal);
+  if (n === undefined || !Number.isInteger(n)) return undefined;
+  return n === 0 || SIGNAMES[n] !== undefined ? n : undefined;
+}
+
+/** Node's error for a signal it does not know (child_process's kill() throws the same). */
+export function unknownSignal(signal: unknown): TypeError {
+  const e = new TypeError(`Unknown signal: ${String(signal)}`);
+  (e as TypeError & { code: string }).code = 'ERR_UNKNOWN_SIGNAL';
+  return e;
+}

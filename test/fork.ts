@@ -428,7 +428,7 @@ t.test('ForkedChild: join({timeout}), kill(), exited, exitCode and signalCode', 
   t.equal(o.syncJoin, true, 'join() of a child that exits by itself: true');
   t.equal(o.syncJoinCode, 7, 'exitCode is set as soon as join() returns');
   t.same(o.syncJoinExited, { code: 7, signal: null }, 'and exited resolves with it');
-  t.equal(o.badSignal?.error?.code, 'ERR_INVALID_ARG_TYPE', 'kill() with an unknown signal name: ERR_INVALID_ARG_TYPE');
+  t.equal(o.badSignal?.error?.code, 'ERR_UNKNOWN_SIGNAL', 'kill() with an unknown signal name: ERR_UNKNOWN_SIGNAL (as child_process)');
   t.equal(o.zombies, 0, 'no zombies');
   t.equal(o.children, 0, 'no children left');
 });

@@ -20,6 +20,7 @@ const PRELOAD = path.join(FIX, 'forkserver-preload.js');
 const PARENT = path.join(FIX, 'forkserver-parent.js');
 const HOOKS_PRELOAD = path.join(FIX, 'forkserver-hooks-preload.js');
 const WORKER_PRELOAD = path.join(FIX, 'forkserver-worker-preload.js');
+const SLOW_PRELOAD = path.join(FIX, 'forkserver-slow-preload.js');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -164,20 +165,25 @@ t.test('exit codes, signals, join() and kill()', async (t) => {
   t.equal(q.join(), true, 'join() with no timeout');
   t.equal(q.exitCode, 0);
   t.throws(() => q.start(), { code: 'ERR_FORKSAFE_STARTED' }, 'start() twice: ERR_FORKSAFE_STARTED');
-  t.throws(() => p.kill('SIGBOGUS' as never), { code: 'ERR_INVALID_ARG_TYPE' }, 'a bad signal name');
+  t.throws(() => p.kill('SIGBOGUS' as never), { code: 'ERR_UNKNOWN_SIGNAL' }, 'a bad signal name: ERR_UNKNOWN_SIGNAL (as child_process)');
 });
 
 t.test('args: structured-clone data and forkserver primitives, attached in the worker', async (t) => {
   const shm = new SharedMemory({ size: 65536 });
   const ev = new Event();
   const data = new Map<string, unknown>([['a', [1, 2, { b: 'c' }]], ['big', 'x'.repeat(100_000).length]]);
-  const p = start(t, 'info', [shm, data, ev], { name: 'fs-worker', env: { FORKSAFE_TEST_ENV: 'yes' } });
+  const p = start(t, 'info', [shm, data, ev], {
+    name: 'fs-worker', env: { FORKSAFE_TEST_ENV: 'yes', FORKSAFE_TEST_NUM: 3000 as unknown as string, TZ: 'Asia/Tokyo' },
+  });
   t.ok(ev.wait({ timeout: 10_000 }), 'the worker set the Event it was given');
   await within(p.exited, 10_000);
   const s = get(shm);
   t.same(s.data, { map: [['a', [1, 2, { b: 'c' }]], ['big', 100_000]] }, 'a Map with nested data arrived');
   t.equal(s.evContext, 'forkserver', 'the Event is the forkserver context\'s in the worker');
   t.equal(s.env, 'yes', 'env: the worker sees the given environment');
+  t.equal(s.envNumType, 'string', 'env values become strings, as with child_process');
+  t.equal(s.envKeys, 3, 'env replaces the whole environment');
+  t.equal(s.tzOffset, -540, 'env reaches the real environment (TZ=Asia/Tokyo is applied)');
   t.equal(s.title, 'fs-worker', 'name sets process.title');
   // 4 workers x 20,000 locked increments: exact.
   const lock = new Lock();
@@ -186,6 +192,44 @@ t.test('args: structured-clone data and forkserver primitives, attached in the w
   for (const w of ws) t.same(await within(w.exited, 30_000), { code: 0, signal: null });
   t.equal(new Int32Array(counter.buffer)[0], 80_000, '4 workers x 20,000 locked increments = 80,000');
   for (const x of [shm, ev, lock, counter]) x.close();
+});
+
+t.test('a parent that starts 600 workers without yielding (their exit frames unread) never deadlocks', async (t) => {
+  // The forkserver never blocks writing to a parent that is not reading: the
+  // parent, blocked in each start(), reads nothing until the loop ends.
+  const ps: Process[] = [];
+  for (let i = 0; i < 600; i++) ps.push(new Process({ target: { module: TARGETS, export: 'ret' }, args: [i % 200] }).start());
+  t.equal(ps.filter((p) => (p.pid ?? 0) > 0).length, 600, '600 starts returned with a pid');
+  const exits = await Promise.all(ps.map((p) => within(p.exited, 20_000)));
+  t.equal(exits.filter((e, i) => e?.code === i % 200).length, 600, 'and all 600 exited with their own code');
+  // join() without a timeout while many others exit unread: same.
+  const ready = new Event();
+  const go = new Event();
+  const w = start(t, 'waitFor', [ready, go]);
+  t.ok(ready.wait({ timeout: 10_000 }));
+  const more: Process[] = [];
+  for (let i = 0; i < 300; i++) more.push(new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start());
+  go.set();
+  t.equal(w.join({ timeout: 20_000 }), true, 'join() returns while 300 exit frames wait unread');
+  await Promise.all(more.map((p) => within(p.exited, 20_000)));
+});
+
+t.test('kill() with an unknown signal throws and harms nothing; env values that are not strings', async (t) => {
+  const ready = new Event();
+  const go = new Event();
+  const p = start(t, 'waitFor', [ready, go]);
+  t.ok(ready.wait({ timeout: 10_000 }));
+  const server = forkserverPid();
+  for (const bad of [999, -1, 1.5, 'SIGNOPE']) {
+    t.throws(() => p.kill(bad as never), { code: 'ERR_UNKNOWN_SIGNAL' }, `kill(${JSON.stringify(bad)}): ERR_UNKNOWN_SIGNAL`);
+  }
+  t.equal(p.join({ timeout: 100 }), false, 'the worker still runs');
+  t.equal(forkserverPid(), server, 'the forkserver still runs');
+  const q = start(t, 'ret', [4], { env: { F: (() => 1) as unknown as string, N: null as unknown as string } });
+  t.same(await within(q.exited, 10_000), { code: 4, signal: null }, 'env with a function and null: stringified, the worker runs');
+  t.equal(forkserverPid(), server, 'the same forkserver');
+  go.set();
+  t.same(await within(p.exited, 10_000), { code: 0, signal: null });
 });
 
 t.test("context rules: 'fork' and 'spawn' primitives are refused before anything starts", async (t) => {
@@ -278,6 +322,25 @@ t.test('a preload that leaves a worker_thread running: the forkserver refuses to
     { code: 'ERR_FORKSAFE_FORKSERVER', message: /worker_thread\(s\) running/ },
     'start(): ERR_FORKSAFE_FORKSERVER with the reason');
   t.ok(forkserverPid() !== null, 'the forkserver is still up (it refused, it did not die)');
+});
+
+t.test('a preload that never finishes: start() fails after startTimeout, the forkserver is killed', async (t) => {
+  const old = forkserverPid();
+  if (old) process.kill(old, 'SIGKILL');
+  await until(() => forkserverPid() === null || (old !== null && gone(old)), 2000);
+  setForkserverPreload([SLOW_PRELOAD], { execArgv: [], startTimeout: 1000 });
+  t.teardown(() => setForkserverPreload([], { execArgv: [], startTimeout: 60_000 }));
+  const t0 = Date.now();
+  let err: unknown = null;
+  try {
+    new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start();
+  } catch (e) {
+    err = e;
+  }
+  t.match(err, { code: 'ERR_FORKSAFE_FORKSERVER', message: /did not finish starting.*within 1000 ms/ }, 'ERR_FORKSAFE_FORKSERVER naming the timeout');
+  t.ok(Date.now() - t0 < 10_000, 'within a generous bound of the 1 s timeout');
+  t.equal(forkserverPid(), null, 'no forkserver is kept');
+  t.throws(() => setForkserverPreload([], { startTimeout: 0 }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
 t.test('the parent SIGKILLed: no forkserver, no worker left after 2 s', async (t) => {
