@@ -12,6 +12,7 @@ import {
   startForkserver,
 } from '../dist/index.js';
 import type { ExitInfo } from '../dist/index.js';
+import { procState, sleep, until } from './lib/children';
 
 const ROOT = path.join(__dirname, '..');
 const FIX = path.join(ROOT, 'build', 'fixtures');
@@ -22,7 +23,6 @@ const HOOKS_PRELOAD = path.join(FIX, 'forkserver-hooks-preload.js');
 const WORKER_PRELOAD = path.join(FIX, 'forkserver-worker-preload.js');
 const SLOW_PRELOAD = path.join(FIX, 'forkserver-slow-preload.js');
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function get(shm: SharedMemory, at = 0): Record<string, unknown> {
   const n = new DataView(shm.buffer).getUint32(at, true);
@@ -37,28 +37,11 @@ async function within(p: Promise<ExitInfo>, ms: number): Promise<ExitInfo | null
   return r;
 }
 
-/** Process state from /proc: null when gone, else the state letter (Z = zombie). */
-function procState(pid: number): string | null {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3);
-  } catch {
-    return null;
-  }
-}
 const gone = (pid: number): boolean => {
   const s = procState(pid);
   return s === null || s === 'Z' || s === 'X';
 };
 
-async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) return false;
-    await sleep(10);
-  }
-  return true;
-}
 
 function start(t: tap.Test, exp: string, args: unknown[] = [], extra: Record<string, unknown> = {}): Process {
   const p = new Process({ target: { module: TARGETS, export: exp }, args, ...extra }).start();

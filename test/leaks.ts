@@ -10,6 +10,7 @@ import {
   getContext,
 } from '../dist/index.js';
 import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
+import { procState } from './lib/children';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const runtime = require('../dist/runtime.js') as { stats(): Record<string, number> };
 
@@ -208,15 +209,6 @@ t.test('10,000 Locks, Events and Semaphores alive at once under ulimit -n 1024',
   t.ok(o.fdsAfter <= o.fdsBefore, 'and the fds are back');
 });
 
-// State letter of /proc/<pid>/stat, or null when the pid is gone.
-function procState(pid: number): string | null {
-  try {
-    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3);
-  } catch {
-    return null;
-  }
-}
 
 async function bounded<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
   let timer: NodeJS.Timeout | undefined;

@@ -1,5 +1,6 @@
 // Shared by the test files that run fixture roles as spawn-context Processes.
 // (In test/lib/, so tap does not run it as a test file.)
+import * as fs from 'node:fs';
 import type tap from 'tap';
 import { Process } from './spawn';
 
@@ -40,6 +41,16 @@ export async function exitOf(c: Child, ms = 15_000): Promise<{ code: number | nu
 }
 
 export const sleep = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, ms));
+
+// State letter of /proc/<pid>/stat (Z = zombie), or null when the pid is gone.
+export function procState(pid: number): string | null {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}
 
 // Polls `pred` every 10 ms for at most `ms`; true once it holds.
 export async function until(pred: () => boolean, ms: number): Promise<boolean> {
