@@ -153,7 +153,6 @@ async function main(): Promise<void> {
       Atomics.store(words, w + FS.E_CODE, (e as { errno?: number }).errno ?? -1);
       Atomics.store(words, w + FS.E_STATE, FS.FAILED);
       status.notify(w + FS.E_STATE);
-      writeFrame({ t: 'failed', id: req.id, message: e instanceof Error ? e.message : String(e) });
       return;
     }
     if (child === null) return; // unreachable: fork(main) never returns in the child

@@ -60,13 +60,8 @@ export interface ExitMessage {
   signal: NodeJS.Signals | null;
 }
 
-export interface FailedMessage {
-  t: 'failed';
-  id: number;
-  message: string;
-}
-
-export type FsMessage = ExitMessage | FailedMessage;
+/** Forkserver -> parent frames (a failed start is reported in the status table alone). */
+export type FsMessage = ExitMessage;
 
 const MAX_FRAME = 1 << 30;
 

@@ -118,7 +118,7 @@ export class FsServer {
         this.markDead(`it sent a corrupt message (${(e as Error).message})`);
         return;
       }
-      for (const m of msgs) this.onMessage(m as FsMessage);
+      for (const m of msgs as FsMessage[]) this.finish(m.id, { code: m.code, signal: m.signal }); // exit frames
     });
     this.proc.on('error', (err) => this.onDeath(`the forkserver failed: ${err.message}`));
     this.sock.on('error', () => {}); // the 'exit' of the forkserver reports
@@ -135,12 +135,6 @@ export class FsServer {
       this.sock.ref();
       this.proc.ref();
     }
-  }
-
-  private onMessage(m: FsMessage): void {
-    const c = this.live.get(m.id);
-    if (!c) return;
-    if (m.t === 'exit') this.finish(m.id, { code: m.code, signal: m.signal });
   }
 
   /** Settles a client and gives its entry back. */
