@@ -95,6 +95,7 @@ async function main(): Promise<void> {
   const words = new Int32Array(status.buffer);
   const me = process.pid;
   let channel: net.Socket | null = null;
+  const queue: FsRequest[] = []; // requests read, not served yet
 
   // First in every worker, before any hook a preload registers (atfork child
   // hooks run in registration order) and before the target: close the channel
@@ -107,6 +108,7 @@ async function main(): Promise<void> {
       if (outTimer) clearTimeout(outTimer);
       outTimer = null;
       outQueue.length = 0;
+      queue.length = 0; // the forkserver's to serve, never a worker's
       channel?.destroy();
       status.close();
       if (binding.setPdeathsig(SIGKILL) !== me) binding.exitNow(1);
@@ -134,7 +136,6 @@ async function main(): Promise<void> {
   const children = new Map<number, ForkedChild>(); // by request id
   channel = new net.Socket({ fd: CHANNEL, readable: true, writable: false });
   const reader = new FrameReader();
-  const queue: FsRequest[] = [];
   let draining = false;
 
   const serve = (req: FsRequest): void => {
@@ -179,8 +180,16 @@ async function main(): Promise<void> {
         serve(req);
       } catch (e) {
         if (e instanceof ForkChildUnwind) throw e; // the worker leaving
-        // One bad request must not take the forkserver (and every worker) down.
-        process.stderr.write(`forksafe forkserver: request ${req.t} #${req.id} failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        // One bad request must not take the forkserver (and every worker) down;
+        // a start that failed is reported, so its parent does not wait for it.
+        const msg = e instanceof Error ? e.message : String(e);
+        process.stderr.write(`forksafe forkserver: request ${req.t} #${req.id} failed: ${msg}\n`);
+        if (req.t === 'start' && Number.isInteger(req.id) && req.id >= 0 && req.id < FS.ENTRIES &&
+            Atomics.load(words, entryWord(req.id) + FS.E_STATE) === FS.REQUESTED) {
+          writeError(status, msg);
+          Atomics.store(words, entryWord(req.id) + FS.E_STATE, FS.FAILED);
+          status.notify(entryWord(req.id) + FS.E_STATE);
+        }
       }
     }
   };
