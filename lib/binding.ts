@@ -96,6 +96,9 @@ export interface Binding {
   closeFd(fd: number): number;
   /** prctl(PR_SET_PDEATHSIG, sig); returns getppid() after it. */
   setPdeathsig(sig: number): number;
+  /** A child (pidfd) killed and reaped when this JS thread ends. */
+  ownChild(pidfd: number): void;
+  disownChild(pidfd: number): void;
   /** execve(2): never returns unless it fails (then throws). */
   execReplace(file: string, argv: string[], env: string[], keepFds?: number[]): never;
 }

@@ -107,6 +107,10 @@ export class FsServer {
     }
     this.pid = this.proc.pid;
     this.pidfd = binding.pidfdOpen(this.pid);
+    // If this JS thread ends first (a worker_thread), the forkserver dies with it
+    // (PR_SET_PDEATHSIG) and its reaper, this thread's loop, is gone: the addon
+    // kills and reaps it then.
+    binding.ownChild(this.pidfd);
     this.sock = this.proc.stdio[3] as Socket;
     this.fd = (this.sock as unknown as { _handle: { fd: number } })._handle.fd;
     this.sock.on('data', (chunk: Buffer) => {
@@ -167,6 +171,7 @@ export class FsServer {
       } catch {
         // gone already
       }
+      binding.disownChild(this.pidfd);
       binding.closeFd(this.pidfd);
     }
     (this as { pidfd: number }).pidfd = -1;
@@ -361,6 +366,10 @@ onForkChild(() => {
   if (server) {
     server.sock.destroy();
     server.proc.unref();
+    if (server.pidfd >= 0) {
+      binding.disownChild(server.pidfd); // never killed at this child's end
+      binding.closeFd(server.pidfd);
+    }
     server.dead = true;
     server = null;
   }

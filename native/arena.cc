@@ -80,6 +80,13 @@ void EnvCleanup(EnvState* s) {
     for (int64_t i = 0; i < kv.second; i++) segment_release(kv.first);
   }
   for (auto& kv : s->buffers) kv.second->Release();
+  // A worker_thread's forkserver would die with the thread (PR_SET_PDEATHSIG)
+  // and stay a zombie: its reaper was this thread's event loop, now gone.
+  for (int fd : s->owned_children) {
+    pidfd_kill_reap(fd);
+    close_fd(fd);
+  }
+  s->owned_children.clear();
   thread_free(s->thread_index);
 }
 

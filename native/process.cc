@@ -187,7 +187,39 @@ Napi::Value ExecReplace(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ownChild(pidfd) / disownChild(pidfd): a child this JS thread must not
+// outlive (killed and reaped at the thread's end; see EnvCleanup in arena.cc).
+Napi::Value OwnChild(const Napi::CallbackInfo& info) {
+  int fd;
+  EnvData* d = GetEnvData(info.Env());
+  if (!FdArg(info, 0, &fd) || !d) {
+    Napi::TypeError::New(info.Env(), "ownChild: fd must be a non-negative integer").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  d->owned_children.push_back(fd);
+  return info.Env().Undefined();
+}
+
+Napi::Value DisownChild(const Napi::CallbackInfo& info) {
+  int fd;
+  EnvData* d = GetEnvData(info.Env());
+  if (!FdArg(info, 0, &fd) || !d) {
+    Napi::TypeError::New(info.Env(), "disownChild: fd must be a non-negative integer").ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+  auto& v = d->owned_children;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    if (*it == fd) {
+      v.erase(it);
+      break;
+    }
+  }
+  return info.Env().Undefined();
+}
+
 void RegisterProcess(Napi::Env env, Napi::Object exports) {
+  exports.Set("ownChild", Napi::Function::New(env, OwnChild, "ownChild"));
+  exports.Set("disownChild", Napi::Function::New(env, DisownChild, "disownChild"));
   exports.Set("execReplace", Napi::Function::New(env, ExecReplace, "execReplace"));
   exports.Set("setPdeathsig", Napi::Function::New(env, SetPdeathsig, "setPdeathsig"));
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 namespace forksafe {
 
@@ -36,6 +37,9 @@ struct EnvData {
   std::unordered_map<uint32_t, int64_t> views;  // seg -> views held
   std::unordered_map<uint64_t, int64_t> slots;  // seg << 32 | off -> references held
   void* async = nullptr;  // waiter.cc's per-thread state
+  // pidfds of child processes this JS thread started and must not outlive it
+  // (the forkserver): killed and reaped when the thread goes away.
+  std::vector<int> owned_children;
 };
 EnvData* GetEnvData(Napi::Env env);
 void ReleaseThreadRefs(EnvData* d);  // arena.cc

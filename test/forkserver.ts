@@ -326,6 +326,22 @@ t.test('a preload that never finishes: start() fails after startTimeout, the for
   t.throws(() => setForkserverPreload([], { startTimeout: 0 }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
 
+t.test('a worker_thread has its own forkserver; when the thread ends, that forkserver is gone (no zombie)', async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const w = new Worker(`
+    const { Process, forkserverPid } = require(${JSON.stringify(path.join(ROOT, 'dist', 'index.js'))});
+    const { parentPort } = require('node:worker_threads');
+    const p = new Process({ target: { module: ${JSON.stringify(TARGETS)}, export: 'ret' }, args: [7] }).start();
+    p.exited.then((e) => parentPort.postMessage({ e, fs: forkserverPid() }));
+  `, { eval: true });
+  const m = await new Promise<{ e: ExitInfo; fs: number }>((res) => w.once('message', res));
+  t.same(m.e, { code: 7, signal: null }, 'a Process started from a worker_thread ran');
+  t.ok(m.fs > 0 && m.fs !== forkserverPid(), 'with a forkserver of its own');
+  await w.terminate();
+  t.ok(await until(() => procState(m.fs) === null, 2000), 'once the thread ended, its forkserver was killed and reaped (not a zombie)',
+    { state: procState(m.fs) });
+});
+
 t.test('the parent SIGKILLed: no forkserver, no worker left after 2 s', async (t) => {
   const c = child_process.spawn(process.execPath, [PARENT], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve) => {

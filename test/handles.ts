@@ -523,7 +523,7 @@ const BINDING_FNS = [
   'barrierWait', 'barrierReset', 'barrierAbort', 'wordWait', 'wordWake', 'shmCreate', 'shmOpenName', 'shmUnlink',
   'pidfdOpen', 'pidfdWait', 'payloadFd', 'asyncInit', 'asyncLock', 'asyncSem', 'asyncEvent', 'asyncWord', 'asyncCond',
   'asyncBarrier', 'asyncCancel', 'asyncNotifyLocal', 'asyncStats', '_testForkWaiters', 'closeFd',
-  'token', 'pid', 'activeRequests', 'reapPidfd', 'pidfdKill', 'seed', 'setPdeathsig',
+  'token', 'pid', 'activeRequests', 'reapPidfd', 'pidfdKill', 'seed', 'setPdeathsig', 'ownChild', 'disownChild',
 ];
 // Not fuzzed, on purpose: each ends or forks the calling process, or gives up its
 // references, by design (they take no argument that could be bad); test/fork.ts

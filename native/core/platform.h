@@ -81,6 +81,9 @@ int pidfd_wait_exit(int pidfd, double timeout_ms, int* code, int* signal);
 int pidfd_reap(int pidfd, int* code, int* signal);
 // pidfd_send_signal(2).
 int pidfd_signal(int pidfd, int sig);
+// SIGKILL through the pidfd, then reap (blocking until it is gone; ECHILD if
+// someone reaped it already). 0 or -errno.
+int pidfd_kill_reap(int pidfd);
 // Asks for `sig` when the parent (the thread that forked us) dies; returns the
 // parent's pid as seen after the call (compare it: the parent may be gone
 // already), or -errno.

@@ -307,6 +307,16 @@ int pidfd_signal(int pidfd, int sig) {
   return r < 0 ? -errno : 0;
 }
 
+int pidfd_kill_reap(int pidfd) {
+  pidfd_signal(pidfd, SIGKILL);
+  siginfo_t info;
+  for (;;) {
+    memset(&info, 0, sizeof(info));
+    if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) == 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
+}
+
 }  // namespace forksafe
 
 namespace forksafe {
