@@ -393,8 +393,18 @@ export function fork(main?: () => unknown, opts?: { force?: boolean }): ForkedCh
     runHooks('parent');
     return child;
   }
-  setUpChild();
-  runHooks('child');
+  try {
+    setUpChild();
+    runHooks('child');
+  } catch (e) {
+    // The child cannot be made safe (e.g. out of fds): it must not go on running
+    // the parent's code as if it were the parent.
+    try {
+      process.stderr.write(`forksafe: fork() child set-up failed: ${util.inspect(e)}\n`);
+    } finally {
+      binding.exitNow(70);
+    }
+  }
   if (main === undefined) return null;
   let result: unknown;
   try {

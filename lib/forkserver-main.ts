@@ -105,13 +105,19 @@ async function main(): Promise<void> {
   atfork({
     child() {
       isWorker = true;
-      if (outTimer) clearTimeout(outTimer);
-      outTimer = null;
-      outQueue.length = 0;
-      queue.length = 0; // the forkserver's to serve, never a worker's
-      channel?.destroy();
-      status.close();
       if (binding.setPdeathsig(SIGKILL) !== me) binding.exitNow(1);
+      try {
+        if (outTimer) clearTimeout(outTimer);
+        outTimer = null;
+        outQueue.length = 0;
+        queue.length = 0; // the forkserver's to serve, never a worker's
+        channel?.destroy();
+        status.close();
+      } catch (e) {
+        // A worker that still holds the channel must not run: it could read the parent's requests.
+        process.stderr.write(`forksafe forkserver: worker set-up failed: ${e instanceof Error ? e.message : String(e)}\n`);
+        binding.exitNow(70);
+      }
     },
   });
 

@@ -67,25 +67,60 @@ const MAX_FRAME = 1 << 30;
 
 export function encodeFrame(msg: unknown): Buffer {
   const body = v8.serialize(msg);
+  if (body.length > MAX_FRAME) {
+    throw new RangeError(`forksafe: a request of ${body.length} bytes is more than the forkserver takes (${MAX_FRAME}); ` +
+      'pass big data in a SharedMemory');
+  }
   const head = Buffer.allocUnsafe(4);
   head.writeUInt32LE(body.length, 0);
   return Buffer.concat([head, body]);
 }
 
-/** Splits a byte stream into frames. */
+/** Splits a byte stream into frames; each byte is copied once (chunks are joined only when a frame is whole). */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private have = 0; // bytes in chunks
+  private need = -1; // body length of the frame being read, -1 until its header is in
 
   push(chunk: Buffer): unknown[] {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    this.chunks.push(chunk);
+    this.have += chunk.length;
     const out: unknown[] = [];
-    while (this.buf.length >= 4) {
-      const n = this.buf.readUInt32LE(0);
-      if (n > MAX_FRAME) throw new Error(`forksafe forkserver: corrupt frame (${n} bytes)`);
-      if (this.buf.length < 4 + n) break;
-      out.push(v8.deserialize(this.buf.subarray(4, 4 + n)));
-      this.buf = this.buf.subarray(4 + n);
+    for (;;) {
+      if (this.need < 0) {
+        if (this.have < 4) break;
+        const n = this.take(4).readUInt32LE(0);
+        if (n > MAX_FRAME) throw new Error(`forksafe forkserver: corrupt frame (${n} bytes)`);
+        this.need = n;
+      }
+      if (this.have < this.need) break;
+      out.push(v8.deserialize(this.take(this.need)));
+      this.need = -1;
     }
+    return out;
+  }
+
+  /** The next n bytes (n <= have). */
+  private take(n: number): Buffer {
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let off = 0;
+      while (off < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - off);
+        c.copy(out, off, 0, k);
+        off += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.have -= n;
     return out;
   }
 }

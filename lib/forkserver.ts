@@ -36,7 +36,8 @@ export function resolveModule(spec: string): string {
  * already running keeps its preload. `execArgv`: the forkserver's node flags
  * (default: the parent's, minus --inspect*, --eval, --import/--loader).
  * `startTimeout`: how long a start may wait for node to boot and the preload to
- * load (default 60,000 ms); then the forkserver is killed and start() throws.
+ * load, and for a running forkserver to serve a request (default 60,000 ms);
+ * then the forkserver is killed and start() throws.
  */
 export function setForkserverPreload(modules: string[], opts?: { execArgv?: string[]; startTimeout?: number }): void {
   if (!Array.isArray(modules) || !modules.every((m) => typeof m === 'string' && m !== '')) {
@@ -78,6 +79,8 @@ export class FsServer {
   private readonly reader = new FrameReader();
   dead = false;
   deathReason = '';
+  readonly preload = preload; // as this forkserver was started with
+  readonly timeout = startTimeout;
   readonly bootDeadline = Date.now() + startTimeout;
 
   constructor() {
@@ -106,7 +109,15 @@ export class FsServer {
       throw new ForksafeError('forksafe: could not start the forkserver (spawn of node failed)', 'ERR_FORKSAFE_FORKSERVER');
     }
     this.pid = this.proc.pid;
-    this.pidfd = binding.pidfdOpen(this.pid);
+    try {
+      this.pidfd = binding.pidfdOpen(this.pid);
+    } catch (e) {
+      this.proc.kill('SIGKILL'); // libuv still owns and reaps it
+      this.proc.unref();
+      (this.proc.stdio[3] as Socket).destroy();
+      this.status.close();
+      throw e;
+    }
     // If this JS thread ends first (a worker_thread), the forkserver dies with it
     // (PR_SET_PDEATHSIG) and its reaper, this thread's loop, is gone: the addon
     // kills and reaps it then.
@@ -210,8 +221,8 @@ export class FsServer {
     const state = Atomics.load(this.words, FS.READY);
     if (r === 'changed' && state === FS.READY_OK) return;
     const why = state === FS.READY_FAILED ? this.errorText()
-      : r === 'timed-out' ? `it did not finish starting (node, then the preload: ${preload.join(', ') || 'none'}) within ` +
-        `${startTimeout} ms (setForkserverPreload(modules, { startTimeout }))`
+      : r === 'timed-out' ? `it did not finish starting (node, then the preload: ${this.preload.join(', ') || 'none'}) within ` +
+        `${this.timeout} ms (setForkserverPreload(modules, { startTimeout }))`
         : 'it exited while starting';
     this.markDead(why);
     throw new ForksafeError(`forksafe: the forkserver could not start: ${why}`, 'ERR_FORKSAFE_FORKSERVER');
@@ -226,12 +237,17 @@ export class FsServer {
   /** Writes a frame synchronously (EAGAIN waited out while the forkserver lives). */
   send(buf: Buffer): void {
     const nap = new Int32Array(new SharedArrayBuffer(4));
+    const deadline = Date.now() + this.timeout;
     let off = 0;
     while (off < buf.length) {
       try {
         off += fs.writeSync(this.fd, buf, off, buf.length - off);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EAGAIN' && Date.now() > deadline) {
+          this.markDead(`it did not read a request within ${this.timeout} ms (its event loop was blocked or stopped; startTimeout)`);
+          throw this.deadError();
+        }
         if (code === 'EAGAIN' && this.alive()) {
           Atomics.wait(nap, 0, 0, 1); // it reads from its event loop, which never blocks on us
           continue;
@@ -272,8 +288,14 @@ export class FsServer {
       this.free.push(id);
       throw unserved(e as Error);
     }
-    const r = this.waitWhile(w + FS.E_STATE, FS.REQUESTED, Infinity);
+    const r = this.waitWhile(w + FS.E_STATE, FS.REQUESTED, Date.now() + this.timeout);
     const state = Atomics.load(this.words, w + FS.E_STATE);
+    if (r === 'timed-out') {
+      // Alive but not serving (its event loop busy or stopped): not to be trusted.
+      this.free.push(id);
+      this.markDead(`it did not serve a start within ${this.timeout} ms (its event loop was blocked or stopped; startTimeout)`);
+      throw this.deadError();
+    }
     if (r === 'dead' || state === FS.FAILED) {
       const why = state === FS.FAILED ? this.errorText() : '';
       Atomics.store(this.words, w + FS.E_STATE, FS.FREE);

@@ -59,7 +59,9 @@ function childExecArgv(): string[] {
 /** `env` as child_process takes it: every defined value as a string. */
 function envStrings(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(env)) if (v !== undefined) out[k] = String(v);
+  // for...in, as child_process: inherited keys count (Object.create(process.env)).
+  // eslint-disable-next-line guard-for-in
+  for (const k in env) if (env[k] !== undefined) out[k] = String(env[k]);
   return out;
 }
 

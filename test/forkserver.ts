@@ -22,6 +22,7 @@ const PARENT = path.join(FIX, 'forkserver-parent.js');
 const HOOKS_PRELOAD = path.join(FIX, 'forkserver-hooks-preload.js');
 const WORKER_PRELOAD = path.join(FIX, 'forkserver-worker-preload.js');
 const SLOW_PRELOAD = path.join(FIX, 'forkserver-slow-preload.js');
+const BUSY_PRELOAD = path.join(FIX, 'forkserver-busy-preload.js');
 
 
 function get(shm: SharedMemory, at = 0): Record<string, unknown> {
@@ -340,6 +341,32 @@ t.test('a worker_thread has its own forkserver; when the thread ends, that forks
   await w.terminate();
   t.ok(await until(() => procState(m.fs) === null, 2000), 'once the thread ended, its forkserver was killed and reaped (not a zombie)',
     { state: procState(m.fs) });
+});
+
+t.test('a forkserver whose event loop is blocked: start() gives up after startTimeout, the next start works', async (t) => {
+  const old = forkserverPid();
+  if (old) process.kill(old, 'SIGKILL');
+  await until(() => forkserverPid() === null || (old !== null && gone(old)), 2000);
+  setForkserverPreload([BUSY_PRELOAD], { execArgv: [], startTimeout: 1000 });
+  t.teardown(() => setForkserverPreload([], { execArgv: [], startTimeout: 60_000 }));
+  await startForkserver();
+  await sleep(400); // the preload's timer now blocks the forkserver's loop for 3 s
+  const busy = forkserverPid() as number;
+  t.throws(() => new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start(),
+    { code: 'ERR_FORKSAFE_FORKSERVER', message: /did not serve a start within 1000 ms/ }, 'start() throws, naming the blocked loop');
+  t.ok(await until(() => gone(busy), 2000), 'the blocked forkserver was killed');
+  setForkserverPreload([], { execArgv: [], startTimeout: 60_000 });
+  const p = start(t, 'ret', [6]);
+  t.same(await within(p.exited, 10_000), { code: 6, signal: null }, 'the next start brings up a new forkserver');
+});
+
+t.test('a 24 MiB argument reaches the worker', async (t) => {
+  const buf = Buffer.alloc(24 << 20, 7);
+  const shm = new SharedMemory({ size: 4096 });
+  const p = start(t, 'sumBytes', [buf, shm]);
+  t.same(await within(p.exited, 20_000), { code: 0, signal: null });
+  t.same(get(shm), { length: 24 << 20, sum: (24 << 20) / 4096 * 7 }, 'the worker saw every byte');
+  shm.close();
 });
 
 t.test('the parent SIGKILLed: no forkserver, no worker left after 2 s', async (t) => {

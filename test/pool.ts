@@ -236,8 +236,22 @@ t.test('a task module that does not load: tasks reject with WorkerStartError, no
   p.on('spawn', (pid) => spawned.push(pid));
   const e = await within(p.run({}).then(() => null, (x: unknown) => x as WorkerStartError), 10_000, 'run() on a broken pool');
   t.ok(e instanceof WorkerStartError, `WorkerStartError (got ${e})`);
-  t.match(e?.message, /exited with code 1 before serving any task/);
+  t.match(e?.message, /exited with code 1 before serving any task, 3 times in a row/);
   await t.rejects(p.run({}), WorkerStartError, 'later tasks too');
   await within(p.close(), 5000, 'close()');
-  t.ok(spawned.length <= 2, `no restart loop (${spawned.length} workers started)`);
+  t.ok(spawned.length <= 4, `no restart loop (${spawned.length} workers started: 3 failures in a row break the pool)`);
+});
+
+t.test('a worker SIGKILLed while it is still starting is replaced; the pool keeps working', async (t) => {
+  const p = pool(t, { workers: 2 });
+  let killed = 0;
+  p.on('spawn', (pid: number) => {
+    if (killed < 3) {
+      killed++;
+      process.kill(pid, 'SIGKILL'); // before it has loaded its module and served anything
+    }
+  });
+  const results = await within(p.map([1, 2, 3, 4].map((x): Task => ({ op: 'square', x }))), 10_000, 'map() after 3 workers killed while starting');
+  t.same(results, [1, 4, 9, 16], 'all tasks served by the replacements');
+  t.equal(killed, 3, 'three workers were killed while starting');
 });

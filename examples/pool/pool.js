@@ -39,8 +39,8 @@ class PoolClosedError extends Error {
 /** A worker died before it could serve (its module does not load, for example). */
 class WorkerStartError extends Error {
   constructor(pid, exit, module) {
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    super(`worker pid ${pid} ${how} before serving any task: does ${module} load? (its stderr says)`);
+    const how = exit.error ? `could not be started (${exit.error.message})` : `exited with code ${exit.code}`;
+    super(`worker pid ${pid} ${how} before serving any task, 3 times in a row: does ${module} load? (its stderr says)`);
     this.name = 'WorkerStartError';
     this.code = 'ERR_POOL_WORKER_START';
     this.pid = pid;
@@ -75,7 +75,8 @@ class Worker {
     this.exit = null; // { code, signal } once it has died
     this.finalState = null; // its mailbox state when it died (nobody writes it after that)
     this.death = new AbortController(); // ends our waits on its mailbox when it dies
-    this.exited = this.proc.exited.then((exit) => {
+    // A 'spawn' Process's exited rejects if node cannot be spawned: a death all the same.
+    this.exited = this.proc.exited.catch((e) => ({ code: null, signal: null, error: e })).then((exit) => {
       this.finalState = mb.state(this.mailbox);
       this.exit = exit;
       this.death.abort();
@@ -301,7 +302,12 @@ class Pool extends EventEmitter {
     w.mailbox.close();
     this.emit('exit', { pid: w.pid, ...w.exit });
     if (!this._terminated) {
-      if (!started) this._fail(new WorkerStartError(w.pid, w.exit, this._opts.module));
+      // A worker that dies before serving is a start failure only when it exited
+      // by itself (its module throws, say), and only a few times in a row: one
+      // killed by a signal while loading (the OOM killer again) is replaced.
+      if (started || w.exit.signal) this._failedStarts = 0;
+      else this._failedStarts = (this._failedStarts ?? 0) + 1;
+      if (this._failedStarts >= 3) this._fail(new WorkerStartError(w.pid, w.exit, this._opts.module));
       else if (!this._broken && (!this._closing || this._queue.length)) this._spawn();
     }
     if (!this._workers.size) for (const resolve of this._gone.splice(0)) resolve();
