@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
-import { dynamicImport, loadForkedTarget, moduleHooksSuspected, replaceEnv } from './util';
+import { dynamicImport, loadForkedTarget, moduleHooksSuspected, needsImport, replaceEnv } from './util';
 import { atfork, fork, ForkedChild, ForkChildUnwind } from './fork';
 import type { SharedMemory } from './shared-memory';
 import {
@@ -128,7 +128,7 @@ async function main(): Promise<void> {
       try {
         require(spec);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
+        if (!needsImport(e)) throw e;
         await dynamicImport(pathToFileURL(spec).href);
       }
     } catch (e) {

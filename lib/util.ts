@@ -37,6 +37,15 @@ export function moduleHooksSuspected(): string | null {
 }
 
 /**
+ * require() refused an ES module: before Node 20.19 any ES module
+ * (ERR_REQUIRE_ESM), since then one with top-level await (ERR_REQUIRE_ASYNC_MODULE).
+ */
+export function needsImport(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return code === 'ERR_REQUIRE_ESM' || code === 'ERR_REQUIRE_ASYNC_MODULE';
+}
+
+/**
  * Loads a Process target in a forked process (fork context, forkserver
  * worker): CommonJS with require() (synchronous, on this thread), ESM with
  * import() — refused with a clear error where module hooks may be running,
@@ -51,7 +60,7 @@ export async function loadForkedTarget(spec: string): Promise<Record<string, unk
     if (m !== null && typeof m === 'object') return { ...(m as Record<string, unknown>), default: 'default' in m ? (m as { default: unknown }).default : m };
     return { default: m };
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_REQUIRE_ESM') throw e;
+    if (!needsImport(e)) throw e;
   }
   const flag = moduleHooksSuspected();
   if (flag) {

@@ -360,6 +360,19 @@ t.test('a forkserver whose event loop is blocked: start() gives up after startTi
   t.same(await within(p.exited, 10_000), { code: 6, signal: null }, 'the next start brings up a new forkserver');
 });
 
+t.test('ES-module targets, with top-level await too', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forksafe-esm-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const plain = path.join(dir, 'plain.mjs');
+  const tla = path.join(dir, 'tla.mjs');
+  fs.writeFileSync(plain, 'export function run(n) { return n + 1; }\nexport default function () { return 3; }\n');
+  fs.writeFileSync(tla, 'const x = await Promise.resolve(5);\nexport function run() { return x; }\n');
+  for (const [mod, exp, args, code] of [[plain, 'run', [4], 5], [plain, undefined, [], 3], [tla, 'run', [], 5]] as const) {
+    const p = new Process({ target: { module: mod, export: exp }, args: [...args] }).start();
+    t.same(await within(p.exited, 10_000), { code, signal: null }, `${path.basename(mod)} ${exp ?? '(default)'} → ${code}`);
+  }
+});
+
 t.test('a 24 MiB argument reaches the worker', async (t) => {
   const buf = Buffer.alloc(24 << 20, 7);
   const shm = new SharedMemory({ size: 4096 });
