@@ -347,13 +347,14 @@ t.test('a forkserver whose event loop is blocked: start() gives up after startTi
   const old = forkserverPid();
   if (old) process.kill(old, 'SIGKILL');
   await until(() => forkserverPid() === null || (old !== null && gone(old)), 2000);
-  setForkserverPreload([BUSY_PRELOAD], { execArgv: [], startTimeout: 1000 });
+  // startTimeout bounds the boot too: generous enough for a loaded CI machine.
+  setForkserverPreload([BUSY_PRELOAD], { execArgv: [], startTimeout: 3000 });
   t.teardown(() => setForkserverPreload([], { execArgv: [], startTimeout: 60_000 }));
   await startForkserver();
-  await sleep(400); // the preload's timer now blocks the forkserver's loop for 3 s
+  await sleep(400); // the preload's timer now blocks the forkserver's loop for 10 s
   const busy = forkserverPid() as number;
   t.throws(() => new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start(),
-    { code: 'ERR_FORKSAFE_FORKSERVER', message: /did not serve a start within 1000 ms/ }, 'start() throws, naming the blocked loop');
+    { code: 'ERR_FORKSAFE_FORKSERVER', message: /did not serve a start within 3000 ms/ }, 'start() throws, naming the blocked loop');
   t.ok(await until(() => gone(busy), 2000), 'the blocked forkserver was killed');
   setForkserverPreload([], { execArgv: [], startTimeout: 60_000 });
   const p = start(t, 'ret', [6]);
