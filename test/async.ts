@@ -16,6 +16,7 @@ import {
   BrokenBarrierError, ClosedError, DeadlockError, NotOwnerError, OwnerDiedError, TimeoutError,
 } from '../dist/index.js';
 import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
+import { sleep, until, within } from './lib/children';
 import type { ExitInfo } from '../dist/index.js';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -40,25 +41,8 @@ const KID_ENV: NodeJS.ProcessEnv = {
 };
 
 const stats = () => asyncInternals.stats();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
 
-/** Polls `pred` every 5 ms for at most `ms`. */
-async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) return false;
-    await sleep(5);
-  }
-  return true;
-}
 
 /** The promise's outcome without throwing: {value} or {error}. */
 async function settle<T>(p: Promise<T>): Promise<{ value?: T; error?: unknown }> {
@@ -234,7 +218,7 @@ t.test('10,000 concurrent Event.waitAsync(): one set() from another process reso
   t.ok(ticks > 0, 'the event loop ran while they were pending');
   t.equal(results.filter((r) => r === true).length, N, `all ${N} resolved true`);
   t.equal((await finish(kid)).code, 0, 'the setter process exited 0');
-  t.ok(await until(() => stats().pending === 0 && stats().threadPending === 0, 2000),
+  t.ok(await until(() => stats().pending === 0 && stats().threadPending === 0, 2000, 5),
     `nothing pending afterwards (${JSON.stringify(stats())})`);
   t.ok(stats().threads <= 4, `still few threads (${stats().threads})`);
 });
@@ -270,7 +254,7 @@ t.test('event loop stays responsive with 1,000 waits pending on Events and Locks
   go.set();
   for (const h of holders) t.equal((await finish(h)).code, 0, 'holder released and exited 0');
   t.notOk(locks[0].locked() || locks[1].locked(), 'both locks free at the end');
-  t.ok(await until(() => stats().threadPending === 0, 2000), 'nothing pending in this thread');
+  t.ok(await until(() => stats().threadPending === 0, 2000, 5), 'nothing pending in this thread');
 });
 
 // ---- abort / timeout races -----------------------------------------------------
@@ -341,7 +325,7 @@ t.test('Lock/RLock.acquireAsync abort and timeout races (x1000) with a holder pr
     t.equal(lock.owner(), null, `${name}: owned by nobody`);
     t.ok(lock.acquire({ timeout: 0 }), `${name}: a try-acquire gets it at once`);
     lock.release();
-    t.ok(await until(() => stats().threadPending === 0, 2000), `${name}: nothing pending`);
+    t.ok(await until(() => stats().threadPending === 0, 2000, 5), `${name}: nothing pending`);
     lock.close();
     ready.close();
     stop.close();
@@ -378,7 +362,7 @@ t.test('Semaphore.acquireAsync abort and timeout races (x1000): the value is res
     t.same(c.problems, [], `${name}: every outcome was true, false, or the abort reason`);
     t.equal(c.acquired + c.timedOut + c.aborted, n, `${name}: ${n} outcomes (acquired ${c.acquired}, timed out ${c.timedOut}, aborted ${c.aborted})`);
     t.equal(sem.value, 2, `${name}: value restored exactly (2)`);
-    t.ok(await until(() => stats().threadPending === 0, 2000), `${name}: nothing pending`);
+    t.ok(await until(() => stats().threadPending === 0, 2000, 5), `${name}: nothing pending`);
     sem.close();
     ready.close();
     stop.close();
@@ -640,7 +624,7 @@ t.test('clean exit: nothing pending -> the process ends by itself; a pending wai
     const ev = new Event();
     t.teardown(() => ev.close());
     const s = startScript(['pending', JSON.stringify({ event: ev.handle() })]);
-    t.ok(await until(() => s.lines().length > 0, 10_000), 'child is waiting', { stderr: s.stderr() });
+    t.ok(await until(() => s.lines().length > 0, 10_000, 5), 'child is waiting', { stderr: s.stderr() });
     let exited = false;
     void s.exited.then(() => (exited = true));
     await sleep(700);
@@ -714,7 +698,7 @@ t.test('close() rejects pending waits of every kind with ClosedError (in this pr
     t.ok(r.error instanceof ClosedError && (r.error as ClosedError).code === 'ERR_FORKSAFE_CLOSED',
       `${cases[i][0]}: rejected with ClosedError ERR_FORKSAFE_CLOSED`, { got: 'error' in r ? describe(r.error) : r.value });
   }
-  t.ok(await until(() => stats().threadPending === 0, 2000), 'nothing pending');
+  t.ok(await until(() => stats().threadPending === 0, 2000, 5), 'nothing pending');
   for (const [name, f] of [
     ['Lock.acquireAsync', () => lock.acquireAsync()],
     ['Lock.lockAsync', () => lock.lockAsync()],
@@ -1048,7 +1032,7 @@ t.test('fork with waiter threads parked: 50 native forks with 200 waits pending,
   events.forEach((e) => e.set());
   const results = await within(Promise.all(ps), 10_000, '200 waits after set()');
   t.equal(results.filter((r) => r === true).length, 200, 'set() resolved all 200: the waiter threads resumed in the parent');
-  t.ok(await until(() => stats().threadPending === 0, 2000), 'nothing pending');
+  t.ok(await until(() => stats().threadPending === 0, 2000, 5), 'nothing pending');
 });
 
 // ---- arguments -----------------------------------------------------------------

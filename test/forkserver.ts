@@ -12,7 +12,7 @@ import {
   startForkserver,
 } from '../dist/index.js';
 import type { ExitInfo } from '../dist/index.js';
-import { procState, sleep, until } from './lib/children';
+import { procState, settled, sleep, until } from './lib/children';
 
 const ROOT = path.join(__dirname, '..');
 const FIX = path.join(ROOT, 'build', 'fixtures');
@@ -30,13 +30,6 @@ function get(shm: SharedMemory, at = 0): Record<string, unknown> {
   return JSON.parse(Buffer.from(new Uint8Array(shm.buffer, at + 4, n)).toString('utf8')) as Record<string, unknown>;
 }
 
-/** Resolves with the exit, or null after `ms`. */
-async function within(p: Promise<ExitInfo>, ms: number): Promise<ExitInfo | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const r = await Promise.race([p, new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)))]);
-  clearTimeout(timer);
-  return r;
-}
 
 const gone = (pid: number): boolean => {
   const s = procState(pid);
@@ -48,7 +41,7 @@ function start(t: tap.Test, exp: string, args: unknown[] = [], extra: Record<str
   const p = new Process({ target: { module: TARGETS, export: exp }, args, ...extra }).start();
   t.teardown(async () => {
     if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    await within(p.exited, 5000);
+    await settled(p.exited, 5000);
   });
   return p;
 }
@@ -92,7 +85,7 @@ t.test('preload: a module\'s top level runs once, in the forkserver, never in a 
   const shms = [0, 1, 2].map(() => new SharedMemory({ size: 65536 }));
   const evs = [0, 1, 2].map(() => new Event());
   const ps = shms.map((s, i) => start(t, 'info', [s, i, evs[i]]));
-  for (const p of ps) t.same(await within(p.exited, 10_000), { code: 0, signal: null }, `worker ${p.pid} exited 0`);
+  for (const p of ps) t.same(await settled(p.exited, 10_000), { code: 0, signal: null }, `worker ${p.pid} exited 0`);
   const seen = shms.map((s) => get(s));
   for (const s of seen) t.equal(s.preloadRuns, 1, 'the worker inherited the preload\'s state: its top level ran once');
   const lines = fs.readFileSync(marker, 'utf8').trim().split('\n');
@@ -124,7 +117,7 @@ t.test('exit codes, signals, join() and kill()', async (t) => {
   for (const [exp, args, want] of cases) {
     const p = start(t, exp, args);
     t.ok(Number.isInteger(p.pid) && (p.pid as number) > 0, `${exp}: pid known when start() returns`);
-    t.same(await within(p.exited, 10_000), want, `${exp}(${args.join(', ')}) → ${JSON.stringify(want)}`);
+    t.same(await settled(p.exited, 10_000), want, `${exp}(${args.join(', ')}) → ${JSON.stringify(want)}`);
     t.equal(p.exitCode, want.code, `${exp}: exitCode`);
     t.equal(p.signalCode, want.signal, `${exp}: signalCode`);
     t.ok(await until(() => gone(p.pid as number) && procState(p.pid as number) === null, 2000), `${exp}: reaped, no zombie`);
@@ -139,7 +132,7 @@ t.test('exit codes, signals, join() and kill()', async (t) => {
   p.kill('SIGKILL');
   t.equal(p.join({ timeout: 5000 }), true, 'join() after kill(): true');
   t.equal(p.signalCode, 'SIGKILL', 'signalCode known right after join()');
-  const e = await within(p.exited, 2000);
+  const e = await settled(p.exited, 2000);
   t.same(e, { code: null, signal: 'SIGKILL' }, 'exited: SIGKILL');
   t.ok(Date.now() - t0 < 2000, 'exited within 2 s of the kill (generous bound)');
   // A worker that exits normally: join() without timeout.
@@ -160,7 +153,7 @@ t.test('args: structured-clone data and forkserver primitives, attached in the w
     name: 'fs-worker', env: { FORKSAFE_TEST_ENV: 'yes', FORKSAFE_TEST_NUM: 3000 as unknown as string, TZ: 'Asia/Tokyo' },
   });
   t.ok(ev.wait({ timeout: 10_000 }), 'the worker set the Event it was given');
-  await within(p.exited, 10_000);
+  await settled(p.exited, 10_000);
   const s = get(shm);
   t.same(s.data, { map: [['a', [1, 2, { b: 'c' }]], ['big', 100_000]] }, 'a Map with nested data arrived');
   t.equal(s.evContext, 'forkserver', 'the Event is the forkserver context\'s in the worker');
@@ -173,7 +166,7 @@ t.test('args: structured-clone data and forkserver primitives, attached in the w
   const lock = new Lock();
   const counter = new SharedMemory({ size: 64 });
   const ws = [0, 1, 2, 3].map(() => start(t, 'incr', [lock, counter, 20_000]));
-  for (const w of ws) t.same(await within(w.exited, 30_000), { code: 0, signal: null });
+  for (const w of ws) t.same(await settled(w.exited, 30_000), { code: 0, signal: null });
   t.equal(new Int32Array(counter.buffer)[0], 80_000, '4 workers x 20,000 locked increments = 80,000');
   for (const x of [shm, ev, lock, counter]) x.close();
 });
@@ -184,7 +177,7 @@ t.test('a parent that starts 600 workers without yielding (their exit frames unr
   const ps: Process[] = [];
   for (let i = 0; i < 600; i++) ps.push(new Process({ target: { module: TARGETS, export: 'ret' }, args: [i % 200] }).start());
   t.equal(ps.filter((p) => (p.pid ?? 0) > 0).length, 600, '600 starts returned with a pid');
-  const exits = await Promise.all(ps.map((p) => within(p.exited, 20_000)));
+  const exits = await Promise.all(ps.map((p) => settled(p.exited, 20_000)));
   t.equal(exits.filter((e, i) => e?.code === i % 200).length, 600, 'and all 600 exited with their own code');
   // join() without a timeout while many others exit unread: same.
   const ready = new Event();
@@ -195,7 +188,7 @@ t.test('a parent that starts 600 workers without yielding (their exit frames unr
   for (let i = 0; i < 300; i++) more.push(new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start());
   go.set();
   t.equal(w.join({ timeout: 20_000 }), true, 'join() returns while 300 exit frames wait unread');
-  await Promise.all(more.map((p) => within(p.exited, 20_000)));
+  await Promise.all(more.map((p) => settled(p.exited, 20_000)));
 });
 
 t.test('kill() with an unknown signal throws and harms nothing; env values that are not strings', async (t) => {
@@ -210,10 +203,10 @@ t.test('kill() with an unknown signal throws and harms nothing; env values that 
   t.equal(p.join({ timeout: 100 }), false, 'the worker still runs');
   t.equal(forkserverPid(), server, 'the forkserver still runs');
   const q = start(t, 'ret', [4], { env: { F: (() => 1) as unknown as string, N: null as unknown as string } });
-  t.same(await within(q.exited, 10_000), { code: 4, signal: null }, 'env with a function and null: stringified, the worker runs');
+  t.same(await settled(q.exited, 10_000), { code: 4, signal: null }, 'env with a function and null: stringified, the worker runs');
   t.equal(forkserverPid(), server, 'the same forkserver');
   go.set();
-  t.same(await within(p.exited, 10_000), { code: 0, signal: null });
+  t.same(await settled(p.exited, 10_000), { code: 0, signal: null });
 });
 
 t.test("context rules: 'fork' and 'spawn' primitives are refused before anything starts", async (t) => {
@@ -247,12 +240,12 @@ t.test('the forkserver killed: running workers end with it, the next start bring
   const old = forkserverPid() as number;
   t.ok(old > 0, 'a forkserver is running');
   process.kill(old, 'SIGKILL');
-  const e = await within(p.exited, 2000);
+  const e = await settled(p.exited, 2000);
   t.same(e, { code: null, signal: 'SIGKILL' }, "the worker's exited resolves (SIGKILL) within 2 s");
   t.ok(await until(() => gone(p.pid as number), 2000), 'the worker is gone (PR_SET_PDEATHSIG)');
   t.ok(await until(() => forkserverPid() === null, 2000), 'forkserverPid() is null once it is gone');
   const q = start(t, 'ret', [5]);
-  t.same(await within(q.exited, 10_000), { code: 5, signal: null }, 'the next start works');
+  t.same(await settled(q.exited, 10_000), { code: 5, signal: null }, 'the next start works');
   const now = forkserverPid();
   t.ok(now !== null && now !== old, `a new forkserver (${old} → ${now})`);
   // Killed right before a start (no tick in between): the start goes to a new one.
@@ -260,7 +253,7 @@ t.test('the forkserver killed: running workers end with it, the next start bring
     const before = forkserverPid() as number;
     process.kill(before, 'SIGKILL');
     const r = start(t, 'ret', [i + 1]);
-    t.same(await within(r.exited, 10_000), { code: i + 1, signal: null }, `start() right after the SIGKILL works (${i + 1})`);
+    t.same(await settled(r.exited, 10_000), { code: i + 1, signal: null }, `start() right after the SIGKILL works (${i + 1})`);
     t.not(forkserverPid(), before, 'on a new forkserver');
   }
 });
@@ -270,7 +263,7 @@ t.test('module hooks: none in the forkserver (import() works in workers); hooks 
   // spawned process's NODE_OPTIONS: the forkserver restarts itself without them.
   t.match(process.env.NODE_OPTIONS ?? '', /--import/, 'this test runs with --import in NODE_OPTIONS (tap)');
   const p = start(t, 'importInWorker');
-  t.same(await within(p.exited, 10_000), { code: 21, signal: null }, 'a worker\'s own import() finishes');
+  t.same(await settled(p.exited, 10_000), { code: 21, signal: null }, 'a worker\'s own import() finishes');
   const server = forkserverPid() as number;
   const env = fs.readFileSync(`/proc/${server}/environ`, 'utf8').split('\0');
   t.notOk(env.some((kv) => kv.startsWith('NODE_OPTIONS=') && kv.includes('--import')), 'the forkserver runs without --import');
@@ -358,7 +351,7 @@ t.test('a forkserver whose event loop is blocked: start() gives up after startTi
   t.ok(await until(() => gone(busy), 2000), 'the blocked forkserver was killed');
   setForkserverPreload([], { execArgv: [], startTimeout: 60_000 });
   const p = start(t, 'ret', [6]);
-  t.same(await within(p.exited, 10_000), { code: 6, signal: null }, 'the next start brings up a new forkserver');
+  t.same(await settled(p.exited, 10_000), { code: 6, signal: null }, 'the next start brings up a new forkserver');
 });
 
 t.test('ES-module targets, with top-level await too', async (t) => {
@@ -370,7 +363,7 @@ t.test('ES-module targets, with top-level await too', async (t) => {
   fs.writeFileSync(tla, 'const x = await Promise.resolve(5);\nexport function run() { return x; }\n');
   for (const [mod, exp, args, code] of [[plain, 'run', [4], 5], [plain, undefined, [], 3], [tla, 'run', [], 5]] as const) {
     const p = new Process({ target: { module: mod, export: exp }, args: [...args] }).start();
-    t.same(await within(p.exited, 10_000), { code, signal: null }, `${path.basename(mod)} ${exp ?? '(default)'} → ${code}`);
+    t.same(await settled(p.exited, 10_000), { code, signal: null }, `${path.basename(mod)} ${exp ?? '(default)'} → ${code}`);
   }
 });
 
@@ -378,7 +371,7 @@ t.test('a 24 MiB argument reaches the worker', async (t) => {
   const buf = Buffer.alloc(24 << 20, 7);
   const shm = new SharedMemory({ size: 4096 });
   const p = start(t, 'sumBytes', [buf, shm]);
-  t.same(await within(p.exited, 20_000), { code: 0, signal: null });
+  t.same(await settled(p.exited, 20_000), { code: 0, signal: null });
   t.same(get(shm), { length: 24 << 20, sum: (24 << 20) / 4096 * 7 }, 'the worker saw every byte');
   shm.close();
 });
@@ -408,7 +401,7 @@ t.test('the parent SIGKILLed: no forkserver, no worker left after 2 s', async (t
 
 t.test('500 starts: no fd, mapping, zombie or segment left', async (t) => {
   const warm = start(t, 'ret', [0]);
-  await within(warm.exited, 10_000);
+  await settled(warm.exited, 10_000);
   await sleep(50);
   const server = forkserverPid() as number;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -426,7 +419,7 @@ t.test('500 starts: no fd, mapping, zombie or segment left', async (t) => {
   let bad = 0;
   for (let round = 0; round < 50; round++) {
     const batch = Array.from({ length: 10 }, (_, i) => new Process({ target: { module: TARGETS, export: 'ret' }, args: [i] }).start());
-    const exits = await Promise.all(batch.map((p) => within(p.exited, 10_000)));
+    const exits = await Promise.all(batch.map((p) => settled(p.exited, 10_000)));
     exits.forEach((e, i) => {
       if (!e || e.code !== i) bad++;
     });

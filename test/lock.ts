@@ -11,6 +11,7 @@ import {
   DeadlockError, NotOwnerError, NotRecoverableError, OwnerDiedError, TimeoutError,
 } from '../dist/index.js';
 import { Event, Lock, Process, RLock, SharedMemory } from './lib/spawn';
+import { sleep, until, within } from './lib/children';
 import type { ExitInfo } from '../dist/index.js';
 
 // White-box: the forksafe JS-thread index of this (main) thread, i.e. owner().tid.
@@ -32,25 +33,8 @@ const TOKEN_MASK = 0x7fffffff;
 
 // ---- helpers -------------------------------------------------------------------
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
-}
 
-/** Polls `pred` (async, 5 ms) for at most `ms`. */
-async function until(pred: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) return false;
-    await sleep(5);
-  }
-  return true;
-}
 
 interface Report {
   result?: boolean;
@@ -447,7 +431,7 @@ t.test('4 processes x 50,000 increments under the lock -> exactly 200,000', asyn
     return { name, lock, shm, go, kids, a: new Int32Array(shm.buffer) };
   });
   for (const { name, lock, shm, go, kids, a } of runs) {
-    const ready = await until(() => Atomics.load(a, 3) === P, 30000);
+    const ready = await until(() => Atomics.load(a, 3) === P, 30000, 5);
     t.ok(ready, `${name}: all ${P} children ready`);
     const t0 = Date.now();
     go.set(); // all start together, so they really contend
@@ -528,7 +512,7 @@ t.test('waiter process already blocked in acquire when the holder is SIGKILLed',
     const waiter = waiters[i];
     if (!waitSet(t, waiting, `${name}: waiter is about to acquire`)) return;
     // The waiter sets the waiters bit before it sleeps: then it is really blocked.
-    const blocked = await until(() => (wordOf(lock) & WAITERS_BIT) !== 0, 5000);
+    const blocked = await until(() => (wordOf(lock) & WAITERS_BIT) !== 0, 5000, 5);
     t.ok(blocked, `${name}: waiter is blocked in acquire() (waiters bit set)`);
     t.equal(lock.owner()?.pid, holder.pid, `${name}: still owned by the holder`);
 
@@ -734,7 +718,7 @@ t.test('worker_thread: per-thread ownership of a lock attached by handle', async
 
       // Hand-over: the worker blocks in acquire; main's release wakes it.
       th.send('acquire', 5000);
-      const blocked = await until(() => (wordOf(lock) & WAITERS_BIT) !== 0, 5000);
+      const blocked = await until(() => (wordOf(lock) & WAITERS_BIT) !== 0, 5000, 5);
       t.ok(blocked, `${name}: worker blocked in acquire (waiters bit set)`);
       lock.release();
       r = await th.next();

@@ -10,21 +10,10 @@ import { forkserverPid } from '../dist/index.js';
 import { Pool, PoolClosedError, WorkerDiedError, WorkerStartError } from '../examples/pool/pool.js';
 import type { PoolOptions } from '../examples/pool/pool.js';
 import type { Task } from './fixtures/pool-tasks';
+import { within } from './lib/children';
 
 const TASKS = path.join(__dirname, '..', 'build', 'fixtures', 'pool-tasks.js');
 
-/** `p`, or a rejection naming `what` after `ms` (so a hang fails instead of stalling the run). */
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, rej) => {
-    timer = setTimeout(() => rej(new Error(`${what}: not done after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** The process exists and is not a zombie. */
 function alive(pid: number): boolean {

@@ -4,6 +4,7 @@ import t from 'tap';
 import * as path from 'node:path';
 import { BoundedSemaphore, Event, Process, Semaphore, SharedMemory } from './lib/spawn';
 import { Semaphore as BaseSemaphore } from '../dist/index.js';
+import { exitOf, starter } from './lib/children';
 
 const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-semaphore.js');
 
@@ -12,36 +13,7 @@ const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-semaphore.
 // 2 s of CPU per child); the fixtures are precompiled JS and need none of them.
 process.execArgv = process.execArgv.filter((a) => !a.includes('@tapjs/'));
 
-interface Child {
-  proc: Process;
-  stderr: () => string;
-}
-
-// Starts a fixture role; the test's teardown SIGKILLs it if still running and
-// waits for it to be reaped.
-function start(t: tap.Test, role: string, args: unknown[]): Child {
-  const proc = new Process({ target: { module: FIXTURE, export: role }, args, stdio: 'pipe' }).start();
-  let err = '';
-  proc.stdout?.resume();
-  proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-  t.teardown(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    await proc.exited;
-  });
-  return { proc, stderr: () => err };
-}
-
-// The child's exit, or {code: null, signal: 'TIMEOUT'} (and a SIGKILL) after `ms`.
-async function exitOf(c: Child, ms = 15_000): Promise<{ code: number | null; signal: string | null }> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)));
-  const r = await Promise.race([c.proc.exited, timedOut]);
-  clearTimeout(timer);
-  if (r) return r;
-  c.proc.kill('SIGKILL');
-  await c.proc.exited;
-  return { code: null, signal: 'TIMEOUT' };
-}
+const start = starter(FIXTURE);
 
 t.test('value, acquire/release, timeout 0, release(n)', async (t) => {
   const sem = new Semaphore(2);

@@ -52,12 +52,29 @@ export function procState(pid: number): string | null {
   }
 }
 
-// Polls `pred` every 10 ms for at most `ms`; true once it holds.
-export async function until(pred: () => boolean, ms: number): Promise<boolean> {
+// Polls `pred` every `every` ms for at most `ms`; true once it holds.
+export async function until(pred: () => boolean, ms: number, every = 10): Promise<boolean> {
   const end = Date.now() + ms;
   while (!pred()) {
     if (Date.now() > end) return false;
-    await sleep(10);
+    await sleep(every);
   }
   return true;
+}
+
+// `p`, or a rejection naming `what` after `ms` (so a hang fails instead of stalling the run).
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
+// `p`'s value, or null after `ms`.
+export async function settled<T>(p: Promise<T>, ms: number): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p, new Promise<null>((res) => (timer = setTimeout(() => res(null), ms)))]);
+  clearTimeout(timer);
+  return r;
 }
