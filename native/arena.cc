@@ -69,13 +69,7 @@ namespace {
 // it still holds are abandoned (next acquirer: OwnerDiedError), references
 // and views it never gave back are given back, and its index is freed.
 void EnvCleanup(EnvState* s) {
-  uint32_t token = s->token;
-  for_each_slot(AbandonHeld, &token);
-  for (auto& kv : s->slots) {
-    uint32_t seg = static_cast<uint32_t>(kv.first >> 32);
-    uint64_t off = kv.first & 0xFFFFFFFFu;
-    for (int64_t i = 0; i < kv.second; i++) slot_unref(seg, off);
-  }
+  ReleaseThreadRefs(s);
   for (auto& kv : s->views) {
     for (int64_t i = 0; i < kv.second; i++) segment_release(kv.first);
   }
