@@ -14,11 +14,11 @@ import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
-import { dynamicImport, loadForkedTarget, moduleHooksSuspected, needsImport, replaceEnv } from './util';
+import { dynamicImport, loadForkedTarget, moduleHooksSuspected, needsImport, replaceEnv, signalNumber } from './util';
 import { atfork, fork, ForkedChild, ForkChildUnwind } from './fork';
 import type { SharedMemory } from './shared-memory';
 import {
-  FS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions, signalNumberOf,
+  FS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions,
 } from './forkserver-protocol';
 
 const CHANNEL = 3;
@@ -170,7 +170,7 @@ async function main(): Promise<void> {
     child.exited.then((e) => {
       children.delete(req.id);
       Atomics.store(words, w + FS.E_CODE, e.code ?? -1);
-      Atomics.store(words, w + FS.E_SIGNAL, e.signal ? signalNumberOf(e.signal) : 0);
+      Atomics.store(words, w + FS.E_SIGNAL, e.signal ? (signalNumber(e.signal) ?? 0) : 0);
       Atomics.store(words, w + FS.E_STATE, FS.EXITED);
       status.notify(w + FS.E_STATE);
       writeFrame({ t: 'exit', id: req.id, pid: child!.pid, code: e.code, signal: e.signal });

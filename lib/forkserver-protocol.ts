@@ -1,7 +1,7 @@
 // What the parent and its forkserver share: the status table's layout and the
 // frames on their socketpair. See docs/forkserver.md.
-import * as os from 'node:os';
 import * as v8 from 'node:v8';
+import { dropFlags } from './util';
 
 /** Int32 word indexes and states of the status table (a 'spawn' SharedMemory). */
 export const FS = {
@@ -125,15 +125,6 @@ export class FrameReader {
   }
 }
 
-export function signalNumberOf(name: NodeJS.Signals): number {
-  return (os.constants.signals as Record<string, number>)[name] ?? 0;
-}
-
-export function signalNameOf(n: number): NodeJS.Signals | null {
-  if (!n) return null;
-  for (const [k, v] of Object.entries(os.constants.signals)) if (v === n) return k as NodeJS.Signals;
-  return null;
-}
 
 // Flags that must not reach the forkserver: they would run the parent's code
 // again, fight over a debugger port, or (module hooks registered with
@@ -143,31 +134,12 @@ const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-t
 const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader|--inspect-port|--debug-port|--input-type)$/;
 
 export function defaultExecArgv(argv: string[] = process.execArgv): string[] {
-  const out: string[] = [];
-  const a = argv;
-  for (let i = 0; i < a.length; i++) {
-    if (DROP.test(a[i])) {
-      if (TAKES_VALUE.test(a[i])) i++;
-      continue;
-    }
-    if (a[i] !== '--single-threaded') out.push(a[i]);
-  }
-  return out;
+  return dropFlags(argv, DROP, TAKES_VALUE).filter((a) => a !== '--single-threaded');
 }
 
 /** NODE_OPTIONS without module hooks (--import/--loader would start the hooks thread in the forkserver). */
 export function sanitizeNodeOptions(v: string | undefined): string | undefined {
   if (!v) return v;
   const toks = v.match(/(?:[^\s"]+|"[^"]*")+/g) ?? [];
-  const out: string[] = [];
-  for (let i = 0; i < toks.length; i++) {
-    const bare = toks[i].replace(/"/g, '');
-    if (DROP.test(bare)) {
-      if (TAKES_VALUE.test(bare)) i++;
-      continue;
-    }
-    out.push(toks[i]);
-  }
-  return out.join(' ');
+  return dropFlags(toks, DROP, TAKES_VALUE, (tok) => tok.replace(/"/g, '')).join(' ');
 }
-

@@ -4,31 +4,21 @@
 import * as child_process from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as v8 from 'node:v8';
 import type { Socket } from 'node:net';
 import { binding } from './binding';
 import { ForksafeError, invalidArgType } from './errors';
 import { onForkChild } from './fork';
 import {
-  defaultExecArgv, sanitizeNodeOptions, FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord, signalNameOf,
+  defaultExecArgv, sanitizeNodeOptions, FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord,
 } from './forkserver-protocol';
 import type { SharedMemory } from './shared-memory';
+import { exitInfo, resolveModule } from './util';
 import type { ExitInfo } from './util';
 
 let preload: string[] = [];
 let serverExecArgv: string[] | null = null;
 let startTimeout = 60_000;
 
-/** Resolves a module specifier the way the parent sees it (relative to the working directory). */
-export function resolveModule(spec: string): string {
-  if (path.isAbsolute(spec)) return spec;
-  if (spec.startsWith('./') || spec.startsWith('../')) return path.resolve(spec);
-  try {
-    return require.resolve(spec, { paths: [process.cwd()] });
-  } catch {
-    return spec; // the forkserver reports it
-  }
-}
 
 /**
  * Modules the forkserver loads once, before it forks any worker (like Python's
@@ -61,7 +51,6 @@ export function setForkserverPreload(modules: string[], opts?: { execArgv?: stri
 export interface FsClient {
   _fsId: number;
   _settle(e: ExitInfo): void;
-  _failStart?(e: Error): void;
 }
 
 const SLICE_MS = 50; // liveness checks of the forkserver while blocked
@@ -201,7 +190,7 @@ export class FsServer {
     const w = entryWord(id);
     if (Atomics.load(this.words, w + FS.E_STATE) !== FS.EXITED) return null;
     const code = Atomics.load(this.words, w + FS.E_CODE);
-    return { code: code < 0 ? null : code, signal: signalNameOf(Atomics.load(this.words, w + FS.E_SIGNAL)) };
+    return exitInfo({ code: code < 0 ? null : code, signal: Atomics.load(this.words, w + FS.E_SIGNAL) });
   }
 
   /** Blocks until word `i` is no longer `v`, the forkserver dies, or `deadline`. */
@@ -396,7 +385,3 @@ onForkChild(() => {
     server = null;
   }
 });
-
-export function serializeArgs(wire: unknown[]): Buffer {
-  return v8.serialize(wire);
-}

@@ -13,7 +13,9 @@ import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
 import { validateObject } from './validate';
-import { ExitInfo, dynamicImport, exitInfo, loadForkedTarget, replaceEnv, unknownSignal, validSignal } from './util';
+import {
+  ExitInfo, dropFlags, dynamicImport, exitInfo, loadForkedTarget, replaceEnv, resolveModule, unknownSignal, validSignal,
+} from './util';
 
 export type Target = ((...args: never[]) => unknown) | { module: string; export?: string };
 
@@ -44,16 +46,7 @@ const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-t
 const TAKES_VALUE = /^(-e|-p|--eval|--print|--inspect-port|--debug-port|--input-type)$/;
 
 function childExecArgv(): string[] {
-  const out: string[] = [];
-  const a = process.execArgv;
-  for (let i = 0; i < a.length; i++) {
-    if (DROP.test(a[i])) {
-      if (TAKES_VALUE.test(a[i])) i++; // skip its value
-      continue;
-    }
-    out.push(a[i]);
-  }
-  return out;
+  return dropFlags(process.execArgv, DROP, TAKES_VALUE);
 }
 
 /** `env` as child_process takes it: every defined value as a string. */
@@ -65,15 +58,6 @@ function envStrings(env: NodeJS.ProcessEnv): Record<string, string> {
   return out;
 }
 
-function resolveModule(spec: string): string {
-  if (path.isAbsolute(spec)) return spec;
-  if (spec.startsWith('./') || spec.startsWith('../')) return path.resolve(spec);
-  try {
-    return require.resolve(spec, { paths: [process.cwd()] });
-  } catch {
-    return spec; // a bare name the child may still resolve; it reports if not
-  }
-}
 
 
 export class Process {

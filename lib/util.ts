@@ -1,5 +1,6 @@
 // Small helpers shared by the process-related modules.
 import * as os from 'node:os';
+import * as path from 'node:path';
 
 const SIGNUMS = os.constants.signals as Record<string, number>;
 const SIGNAMES: Record<number, NodeJS.Signals> = Object.fromEntries(
@@ -95,4 +96,33 @@ export function unknownSignal(signal: unknown): TypeError {
   const e = new TypeError(`Unknown signal: ${String(signal)}`);
   (e as TypeError & { code: string }).code = 'ERR_UNKNOWN_SIGNAL';
   return e;
+}
+
+/**
+ * Node flags without those `drop` matches (and, for a flag `takesValue`
+ * matches, its value given as the next argument). `bare` gives the flag text of
+ * an item (NODE_OPTIONS tokens may be quoted).
+ */
+export function dropFlags(argv: string[], drop: RegExp, takesValue: RegExp, bare = (a: string): string => a): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const flag = bare(argv[i]);
+    if (drop.test(flag)) {
+      if (takesValue.test(flag)) i++; // skip its value
+      continue;
+    }
+    out.push(argv[i]);
+  }
+  return out;
+}
+
+/** A Process target's module as the parent resolves it: an absolute path, ./relative to the working directory, or a package. */
+export function resolveModule(spec: string): string {
+  if (path.isAbsolute(spec)) return spec;
+  if (spec.startsWith('./') || spec.startsWith('../')) return path.resolve(spec);
+  try {
+    return require.resolve(spec, { paths: [process.cwd()] });
+  } catch {
+    return spec; // a bare name the child may still resolve; it reports if not
+  }
 }
