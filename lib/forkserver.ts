@@ -12,7 +12,7 @@ import {
   defaultExecArgv, sanitizeNodeOptions, FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord,
 } from './forkserver-protocol';
 import type { SharedMemory } from './shared-memory';
-import { exitInfo, resolveModule } from './util';
+import { exitInfo, moduleSpec, resolveModule } from './util';
 import type { ExitInfo } from './util';
 
 let preload: string[] = [];
@@ -22,17 +22,22 @@ let startTimeout = 60_000;
 
 /**
  * Modules the forkserver loads once, before it forks any worker (like Python's
- * set_forkserver_preload). Takes effect for the next forkserver started; one
- * already running keeps its preload. `execArgv`: the forkserver's node flags
- * (default: the parent's, minus --inspect*, --eval, --import/--loader).
+ * set_forkserver_preload), for the forkserver this thread starts next.
+ * `execArgv`: the forkserver's node flags (default: the parent's, minus
+ * --inspect*, --eval, --import/--loader; left out: the value set before).
  * `startTimeout`: how long a start may wait for node to boot and the preload to
  * load, and for a running forkserver to serve a request (default 60,000 ms);
  * then the forkserver is killed and start() throws.
+ *
+ * While this thread's forkserver runs, its preload and flags cannot change
+ * (its workers are forks of what it loaded): a call asking for the same
+ * modules and options is a no-op, any other throws
+ * ERR_FORKSAFE_FORKSERVER_STARTED instead of being silently ignored. Call it
+ * before the first start, or stopForkserver() first.
  */
-export function setForkserverPreload(modules: string[], opts?: { execArgv?: string[]; startTimeout?: number }): void {
-  if (!Array.isArray(modules) || !modules.every((m) => typeof m === 'string' && m !== '')) {
-    throw invalidArgType('modules', 'an array of module names or paths', modules);
-  }
+export function setForkserverPreload(modules: Array<string | URL>, opts?: { execArgv?: string[]; startTimeout?: number }): void {
+  if (!Array.isArray(modules)) throw invalidArgType('modules', "an array of module names, paths or 'file:' URLs", modules);
+  const specs = modules.map((m, i) => moduleSpec(`modules[${i}]`, m));
   if (opts !== undefined && (opts === null || typeof opts !== 'object')) throw invalidArgType('options', 'of type object', opts);
   const ea = opts?.execArgv;
   if (ea !== undefined && (!Array.isArray(ea) || !ea.every((a) => typeof a === 'string'))) {
@@ -42,9 +47,37 @@ export function setForkserverPreload(modules: string[], opts?: { execArgv?: stri
   if (st !== undefined && (typeof st !== 'number' || !(st > 0))) {
     throw invalidArgType('options.startTimeout', 'a positive number of milliseconds (or Infinity)', st);
   }
-  preload = modules.map(resolveModule);
-  if (ea !== undefined) serverExecArgv = [...ea];
-  if (st !== undefined) startTimeout = st;
+  const next: ServerConfig = {
+    preload: specs.map(resolveModule),
+    execArgv: ea !== undefined ? [...ea] : serverExecArgv,
+    startTimeout: st ?? startTimeout,
+  };
+  if (server && !server.dead && !server.alive()) server.markDead('it exited');
+  if (server && !server.dead) {
+    const running: ServerConfig = { preload: server.preload, execArgv: server.execArgv, startTimeout: server.timeout };
+    if (JSON.stringify(running) === JSON.stringify(next)) return; // what runs already
+    throw new ForksafeError(
+      `forksafe: setForkserverPreload(): this thread's forkserver (pid ${server.pid}) is already running with ` +
+        `${describeConfig(running)}; it cannot change to ${describeConfig(next)} (its workers are forks of what it ` +
+        'loaded). Call setForkserverPreload() before the first Process.start() or startForkserver(), pass the same ' +
+        'modules and options, or await stopForkserver() first (it kills the running workers).',
+      'ERR_FORKSAFE_FORKSERVER_STARTED',
+    );
+  }
+  preload = next.preload;
+  serverExecArgv = next.execArgv;
+  startTimeout = next.startTimeout;
+}
+
+interface ServerConfig {
+  preload: string[];
+  execArgv: string[] | null; // null: the parent's (filtered)
+  startTimeout: number;
+}
+
+function describeConfig(c: ServerConfig): string {
+  const ea = c.execArgv === null ? "the parent's execArgv" : `execArgv ${JSON.stringify(c.execArgv)}`;
+  return `preload ${JSON.stringify(c.preload)}, ${ea}, startTimeout ${c.startTimeout} ms`;
 }
 
 /** What a forkserver Process needs from its server. */
@@ -69,6 +102,7 @@ export class FsServer {
   dead = false;
   deathReason = '';
   readonly preload = preload; // as this forkserver was started with
+  readonly execArgv = serverExecArgv;
   readonly timeout = startTimeout;
   readonly bootDeadline = Date.now() + startTimeout;
 
@@ -365,6 +399,24 @@ export async function startForkserver(): Promise<{ pid: number }> {
   }
   s.waitReady(); // returns at once now, or throws why it failed
   return { pid: s.pid };
+}
+
+/**
+ * Stops this thread's forkserver, if one runs: it is killed (SIGKILL), and its
+ * running workers with it (their `exited` resolves with signal 'SIGKILL').
+ * Resolves once it has exited; the next start brings up a new one, with what
+ * setForkserverPreload() set by then.
+ */
+export async function stopForkserver(): Promise<void> {
+  const s = server;
+  if (!s || s.dead) return;
+  const proc = s.proc;
+  const exited = proc.exitCode !== null || proc.signalCode !== null
+    ? Promise.resolve()
+    : new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  proc.ref(); // keeps the loop alive until it is reaped
+  s.markDead('it was stopped by stopForkserver()');
+  await exited;
 }
 
 /** The forkserver's pid, or null when none is running (for tests and tools). */

@@ -19,7 +19,7 @@ export type { SharedMemoryOptions } from './shared-memory';
 export { Process } from './process';
 export type { ProcessOptions, ExitInfo, Target } from './process';
 export { attach } from './attach';
-export { setForkserverPreload, startForkserver, forkserverPid } from './forkserver';
+export { setForkserverPreload, startForkserver, stopForkserver, forkserverPid } from './forkserver';
 export { fork, exit, atfork, forkSafety, ForkedChild, ForkChildUnwind } from './fork';
 export type { AtforkHooks } from './fork';
 export type { BaseHandle as Handle } from './runtime';

@@ -14,10 +14,16 @@ import { toWire } from './handoff';
 import type { StartMethod } from './layout';
 import { validateObject } from './validate';
 import {
-  ExitInfo, dropFlags, dynamicImport, exitInfo, loadForkedTarget, replaceEnv, resolveModule, unknownSignal, validSignal,
+  ExitInfo, dropFlags, dynamicImport, exitInfo, loadForkedTarget, moduleSpec, replaceEnv, resolveModule, unknownSignal, validSignal,
 } from './util';
 
-export type Target = ((...args: never[]) => unknown) | { module: string; export?: string };
+/**
+ * What a child runs. `module`: an absolute path, a file: URL (e.g.
+ * `new URL('./worker.js', import.meta.url)`), a package name, or a path
+ * starting with ./ or ../, which resolves against process.cwd() at start(),
+ * not against the caller's file (use require.resolve() or a URL in libraries).
+ */
+export type Target = ((...args: never[]) => unknown) | { module: string | URL; export?: string };
 
 export interface ProcessOptions {
   target: Target;
@@ -90,9 +96,10 @@ export class Process {
         t,
       );
     }
-    if (t === null || typeof t !== 'object' || typeof t.module !== 'string' || t.module === '') {
-      throw invalidArgType('options.target', 'an object { module: string, export?: string }', t);
+    if (t === null || typeof t !== 'object') {
+      throw invalidArgType('options.target', 'an object { module: string | URL, export?: string }', t);
     }
+    moduleSpec('options.target.module', t.module);
     if (t.export !== undefined && typeof t.export !== 'string') {
       throw invalidArgType('options.target.export', 'of type string', t.export);
     }
@@ -133,7 +140,7 @@ export class Process {
     if (this._child || this._fsPid !== null) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
     this._checkOwner('start()');
     if (this._method === 'forkserver') return this._startForkserver();
-    const t = this._opts.target as { module: string; export?: string };
+    const t = this._opts.target as { module: string | URL; export?: string };
     const fds = new Set<number>();
     const args = toWire(this._opts.args ?? [], this._method, `a Process`, fds);
     const fdList = [...fds];
@@ -193,7 +200,7 @@ export class Process {
   _startForkserver(): this {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const fsrv = require('./forkserver') as typeof import('./forkserver');
-    const t = this._opts.target as { module: string; export?: string };
+    const t = this._opts.target as { module: string | URL; export?: string };
     const wire = toWire(this._opts.args ?? [], 'forkserver', 'a Process', new Set()); // Context rules first
     const args = v8.serialize(wire); // throws DataCloneError before anything starts
     const req = {
@@ -308,10 +315,11 @@ export class ForkProcess {
     if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
     validateObject('options', opts);
     const t = opts.target;
-    if (typeof t !== 'function' &&
-        (t === null || typeof t !== 'object' || typeof t.module !== 'string' || t.module === '' ||
-         (t.export !== undefined && typeof t.export !== 'string'))) {
-      throw invalidArgType('options.target', 'a function or { module: string, export?: string }', t);
+    if (typeof t !== 'function') {
+      if (t === null || typeof t !== 'object' || (t.export !== undefined && typeof t.export !== 'string')) {
+        throw invalidArgType('options.target', 'a function or { module: string | URL, export?: string }', t);
+      }
+      moduleSpec('options.target.module', t.module);
     }
     if (opts.args !== undefined && !Array.isArray(opts.args)) throw invalidArgType('options.args', 'an array', opts.args);
     if (opts.name !== undefined && typeof opts.name !== 'string') throw invalidArgType('options.name', 'of type string', opts.name);
@@ -351,7 +359,7 @@ export class ForkProcess {
       })
       : fork(async () => {
       setup();
-      const t = t0 as { module: string; export?: string };
+      const t = t0 as { module: string | URL; export?: string };
       const ns = await loadForkedTarget(resolveModule(t.module));
       const d = ns.default as { default?: unknown; [k: string]: unknown } | undefined;
       const fn = t.export !== undefined

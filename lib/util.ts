@@ -1,6 +1,8 @@
 // Small helpers shared by the process-related modules.
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { invalidArgType } from './errors';
 
 const SIGNUMS = os.constants.signals as Record<string, number>;
 const SIGNAMES: Record<number, NodeJS.Signals> = Object.fromEntries(
@@ -116,8 +118,34 @@ export function dropFlags(argv: string[], drop: RegExp, takesValue: RegExp, bare
   return out;
 }
 
-/** A Process target's module as the parent resolves it: an absolute path, ./relative to the working directory, or a package. */
-export function resolveModule(spec: string): string {
+/** A module given as a file: URL (a URL object or a 'file:' string). */
+export function isFileUrl(spec: unknown): boolean {
+  return spec instanceof URL || (typeof spec === 'string' && spec.startsWith('file:'));
+}
+
+/**
+ * Checks a module specifier of the API (a Process target, a preload): a
+ * non-empty string or a file: URL. Returns it as a string (a URL as its path).
+ */
+export function moduleSpec(name: string, spec: unknown): string {
+  if (isFileUrl(spec)) {
+    try {
+      return fileURLToPath(spec as URL | string);
+    } catch {
+      throw invalidArgType(name, "a path, a package name or a 'file:' URL", spec);
+    }
+  }
+  if (typeof spec !== 'string' || spec === '') throw invalidArgType(name, "a path, a package name or a 'file:' URL", spec);
+  return spec;
+}
+
+/**
+ * A Process target's module as the parent resolves it: an absolute path, a
+ * file: URL, a path starting with ./ or ../ — relative to process.cwd(), not
+ * to the caller's file — or a package name (resolved from process.cwd() too).
+ */
+export function resolveModule(spec: string | URL): string {
+  if (typeof spec !== 'string' || isFileUrl(spec)) return fileURLToPath(spec);
   if (path.isAbsolute(spec)) return spec;
   if (spec.startsWith('./') || spec.startsWith('../')) return path.resolve(spec);
   try {

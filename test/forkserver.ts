@@ -7,12 +7,13 @@ import * as child_process from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import {
   ContextError, Event, ForksafeError, Lock, Process, SharedMemory, forkserverPid, getContext, setForkserverPreload,
-  startForkserver,
+  startForkserver, stopForkserver,
 } from '../dist/index.js';
 import type { ExitInfo } from '../dist/index.js';
-import { procState, settled, sleep, until } from './lib/children';
+import { procState, settled, sleep, until, within } from './lib/children';
 
 const ROOT = path.join(__dirname, '..');
 const FIX = path.join(ROOT, 'build', 'fixtures');
@@ -268,14 +269,12 @@ t.test('module hooks: none in the forkserver (import() works in workers); hooks 
   const env = fs.readFileSync(`/proc/${server}/environ`, 'utf8').split('\0');
   t.notOk(env.some((kv) => kv.startsWith('NODE_OPTIONS=') && kv.includes('--import')), 'the forkserver runs without --import');
   // A preload that calls module.register(): every start is refused, with the reason.
-  process.kill(server, 'SIGKILL');
-  t.ok(await until(() => forkserverPid() === null || gone(server), 2000), 'old forkserver gone');
+  await stopForkserver(); // its preload cannot change while it runs
+  t.ok(gone(server), 'old forkserver gone');
   setForkserverPreload([HOOKS_PRELOAD], { execArgv: [] });
   t.teardown(async () => {
-    const s = forkserverPid();
+    await stopForkserver();
     setForkserverPreload([], { execArgv: [] });
-    if (s) process.kill(s, 'SIGKILL');
-    await until(() => s === null || gone(s), 2000);
   });
   t.throws(() => new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start(),
     { code: 'ERR_FORKSAFE_FORKSERVER', message: /module customization hooks were registered/ },
@@ -283,15 +282,11 @@ t.test('module hooks: none in the forkserver (import() works in workers); hooks 
 });
 
 t.test('a preload that leaves a worker_thread running: the forkserver refuses to fork, saying why', async (t) => {
-  const old = forkserverPid();
-  if (old) process.kill(old, 'SIGKILL');
-  await until(() => forkserverPid() === null || (old !== null && gone(old)), 2000);
+  await stopForkserver(); // its preload cannot change while it runs
   setForkserverPreload([WORKER_PRELOAD], { execArgv: [] });
   t.teardown(async () => {
-    const s = forkserverPid();
+    await stopForkserver();
     setForkserverPreload([], { execArgv: [] });
-    if (s) process.kill(s, 'SIGKILL');
-    await until(() => s === null || gone(s), 2000);
   });
   await startForkserver();
   await sleep(100); // the worker's 'online' reaches the forkserver's forkSafety() a tick later
@@ -302,11 +297,12 @@ t.test('a preload that leaves a worker_thread running: the forkserver refuses to
 });
 
 t.test('a preload that never finishes: start() fails after startTimeout, the forkserver is killed', async (t) => {
-  const old = forkserverPid();
-  if (old) process.kill(old, 'SIGKILL');
-  await until(() => forkserverPid() === null || (old !== null && gone(old)), 2000);
+  await stopForkserver(); // its preload cannot change while it runs
   setForkserverPreload([SLOW_PRELOAD], { execArgv: [], startTimeout: 1000 });
-  t.teardown(() => setForkserverPreload([], { execArgv: [], startTimeout: 60_000 }));
+  t.teardown(async () => {
+    await stopForkserver();
+    setForkserverPreload([], { execArgv: [], startTimeout: 60_000 });
+  });
   const t0 = Date.now();
   let err: unknown = null;
   try {
@@ -337,12 +333,13 @@ t.test('a worker_thread has its own forkserver; when the thread ends, that forks
 });
 
 t.test('a forkserver whose event loop is blocked: start() gives up after startTimeout, the next start works', async (t) => {
-  const old = forkserverPid();
-  if (old) process.kill(old, 'SIGKILL');
-  await until(() => forkserverPid() === null || (old !== null && gone(old)), 2000);
+  await stopForkserver(); // its preload cannot change while it runs
   // startTimeout bounds the boot too: generous enough for a loaded CI machine.
   setForkserverPreload([BUSY_PRELOAD], { execArgv: [], startTimeout: 3000 });
-  t.teardown(() => setForkserverPreload([], { execArgv: [], startTimeout: 60_000 }));
+  t.teardown(async () => {
+    await stopForkserver();
+    setForkserverPreload([], { execArgv: [], startTimeout: 60_000 });
+  });
   await startForkserver();
   await sleep(400); // the preload's timer now blocks the forkserver's loop for 10 s
   const busy = forkserverPid() as number;
@@ -459,4 +456,66 @@ t.test('only its parent can ask it to fork: no address to connect to, its socket
   });
   t.not(r.status, 0, "user 'nobody' cannot open the forkserver's socket through /proc");
   t.match(r.stderr, /EACCES|EPERM/, 'refused by the kernel (EACCES)');
+});
+
+t.test('setForkserverPreload() while the forkserver runs: the same options are a no-op, others throw; stopForkserver() lets it change', async (t) => {
+  await stopForkserver();
+  t.equal(forkserverPid(), null, 'stopForkserver(): none running');
+  setForkserverPreload([PRELOAD], { execArgv: [] });
+  t.teardown(async () => {
+    await stopForkserver();
+    setForkserverPreload([], { execArgv: [] });
+  });
+  const { pid: first } = await startForkserver();
+  t.doesNotThrow(() => setForkserverPreload([PRELOAD], { execArgv: [] }), 'the same modules and options: a no-op');
+  t.doesNotThrow(() => setForkserverPreload([pathToFileURL(PRELOAD)]), 'the same module as a file: URL, execArgv left out (kept): a no-op');
+  for (const [args, what] of [
+    [[[]], 'other modules'],
+    [[[PRELOAD, TARGETS]], 'one module more'],
+    [[[PRELOAD], { execArgv: ['--no-warnings'] }], 'other flags'],
+    [[[PRELOAD], { startTimeout: 5000 }], 'another startTimeout'],
+  ] as Array<[Parameters<typeof setForkserverPreload>, string]>) {
+    t.throws(() => setForkserverPreload(...args),
+      { code: 'ERR_FORKSAFE_FORKSERVER_STARTED', message: new RegExp(`forkserver \\(pid ${first}\\) is already running.*stopForkserver`) },
+      `${what}: ERR_FORKSAFE_FORKSERVER_STARTED`);
+  }
+  t.equal(forkserverPid(), first, 'the running forkserver is untouched');
+  const shm = new SharedMemory({ size: 65536 });
+  const ev = new Event();
+  const p = start(t, 'info', [shm, 0, ev]);
+  t.same(await settled(p.exited, 10_000), { code: 0, signal: null }, 'a worker runs');
+  t.equal(get(shm).preloadRuns, 1, 'with the preload the forkserver was started with');
+  shm.close();
+  // stopForkserver(): the forkserver and its running workers are gone.
+  const ready = new Event();
+  const go = new Event();
+  const w = start(t, 'waitFor', [ready, go]);
+  t.ok(await ready.waitAsync({ timeout: 10_000 }), 'a worker is running');
+  await within(stopForkserver(), 5000, 'stopForkserver()');
+  t.equal(forkserverPid(), null, 'no forkserver after stopForkserver()');
+  t.equal(procState(first), null, 'the forkserver exited and was reaped');
+  t.same(await settled(w.exited, 5000), { code: null, signal: 'SIGKILL' }, 'its running worker was killed with it');
+  t.ok(await until(() => gone(w.pid as number), 2000), 'the worker is gone');
+  await t.resolves(stopForkserver(), 'stopForkserver() with none running: nothing to do');
+  setForkserverPreload([], { execArgv: [] });
+  const q = start(t, 'ret', [4]);
+  t.same(await settled(q.exited, 10_000), { code: 4, signal: null }, 'the next start brings up a new forkserver');
+  t.not(forkserverPid(), first, 'a new one');
+});
+
+t.test('target.module: a file: URL (object or string); a relative path resolves against process.cwd()', async (t) => {
+  const url = pathToFileURL(TARGETS);
+  const a = start(t, 'ret', [], { target: { module: url, export: 'ret' }, args: [31] });
+  t.same(await settled(a.exited, 10_000), { code: 31, signal: null }, 'a URL object');
+  const b = start(t, 'ret', [], { target: { module: url.href, export: 'ret' }, args: [32] });
+  t.same(await settled(b.exited, 10_000), { code: 32, signal: null }, "a 'file:' string");
+  const rel = './' + path.relative(process.cwd(), TARGETS);
+  const c = start(t, 'ret', [], { target: { module: rel, export: 'ret' }, args: [33] });
+  t.same(await settled(c.exited, 10_000), { code: 33, signal: null }, `'${rel}': relative to process.cwd()`);
+  t.throws(() => new Process({ target: { module: new URL('https://example.com/w.js') } }),
+    { code: 'ERR_INVALID_ARG_TYPE', message: /options\.target\.module.*'file:' URL/ }, 'another URL scheme: TypeError at construction');
+  t.throws(() => new Process({ target: { module: 7 as never } }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.target\.module/ },
+    'not a string or URL: TypeError naming options.target.module');
+  t.throws(() => setForkserverPreload([new URL('data:text/javascript,0')]), { code: 'ERR_INVALID_ARG_TYPE', message: /modules\[0\]/ },
+    'a preload URL of another scheme: TypeError naming modules[0]');
 });

@@ -268,6 +268,16 @@ t.test("a module path relative to the cwd, stdio 'inherit'", async (t) => {
   t.same(await exitOf(p), { code: 12, signal: null }, `target.module '${rel}' resolves against the cwd`);
 });
 
+t.test('target.module as a file: URL (a URL object or a string)', async (t) => {
+  const url = pathToFileURL(TARGETS);
+  const a = start(t, { target: { module: url, export: 'ret' }, args: [13] });
+  t.same(await exitOf(a.proc), { code: 13, signal: null }, 'a URL object (new URL(..., import.meta.url) in an ES module)');
+  const b = start(t, { target: { module: url.href, export: 'ret' }, args: [14] });
+  t.same(await exitOf(b.proc), { code: 14, signal: null }, "a 'file:' string");
+  t.throws(() => new Process({ target: { module: new URL('https://example.com/w.js') } }),
+    { code: 'ERR_INVALID_ARG_TYPE', message: /options\.target\.module/ }, 'another scheme: TypeError at construction');
+});
+
 t.test('execArgv option: the parent\'s flags by default, or exactly those given', async (t) => {
   t.ok(process.execArgv.includes('--expose-gc'), 'this test runs with --expose-gc');
   const dflt = new Process({ target: { module: TARGETS, export: 'hasExecArg' }, args: ['--expose-gc'] }).start();
