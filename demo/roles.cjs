@@ -24,7 +24,7 @@ exports.holdLock = function holdLock(lock, held) {
   return 3; // not killed: the demo reports it
 };
 
-/** Row 2: the seed's wait_for_event(). It never runs: start() refuses first. */
+/** Row 2: the Python script's wait_for_event(). It never runs: start() refuses first. */
 exports.waitForEvent = function waitForEvent(event) {
   return event.wait({ timeout: 5000 }) ? 0 : 2;
 };

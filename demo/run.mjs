@@ -559,7 +559,7 @@ async function orAfter(p, ms, fallback) {
 
 /**
  * Row 10: the example pool (examples/pool/, 2 forkserver workers) maps the Python
- * script's six tasks; task 3 SIGKILLs its own worker.
+ * script's six tasks (x = 0..5, which the pool numbers #0..#5); task #3 SIGKILLs its own worker.
  */
 async function fsPoolKilledWorker() {
   const pool = new Pool({ workers: 2, module: ROLES, export: 'poolSquare' });
@@ -574,7 +574,7 @@ async function fsPoolKilledWorker() {
     if (settled === TIMEOUT) return bad('the six tasks did not all settle within 8 s: the pool hangs', ms);
     const lost = settled[3];
     if (lost.status !== 'rejected' || !(lost.reason instanceof WorkerDiedError) || lost.reason.signal !== 'SIGKILL') {
-      return bad(`task 3: ${lost.status === 'fulfilled' ? `resolved ${lost.value}` : `${lost.reason?.name}: ${lost.reason?.message}`}`, ms);
+      return bad(`task #3 (x = 3): ${lost.status === 'fulfilled' ? `resolved ${lost.value}` : `${lost.reason?.name}: ${lost.reason?.message}`}`, ms);
     }
     const others = settled.filter((_, i) => i !== 3).map((r) => (r.status === 'fulfilled' ? r.value : `${r.reason?.name}`));
     if (others.join() !== '0,1,4,16,25') return bad(`the other tasks gave ${others.join(', ')} (expected 0, 1, 4, 16, 25)`, ms);
@@ -584,7 +584,7 @@ async function fsPoolKilledWorker() {
     const again = await orAfter(pool.map([7, 8].map((x) => ({ x }))), 8000, TIMEOUT);
     if (again === TIMEOUT || again.join() !== '49,64') return bad('the pool did not serve new tasks after the death', ms);
     return {
-      ...ok(`task 3 rejects with WorkerDiedError naming SIGKILL; the 5 others complete (${others.join(', ')}); ` +
+      ...ok(`task #3 (x = 3) rejects with WorkerDiedError naming SIGKILL; the 5 others complete (${others.join(', ')}); ` +
         `replacement worker ${fresh[0]} started and serves the next tasks`, ms),
       message: lost.reason.message,
     };
@@ -767,14 +767,14 @@ function pyContextMismatch(j) {
   const b = j.guard_bypassed;
   const bypassed = b
     ? b.exitcode === -11
-      ? `; with the guard bypassed, the child dies with SIGSEGV [${fmtMs(b.ms)}]: the seed's segfault`
+      ? `; with the guard bypassed, the child dies with SIGSEGV [${fmtMs(b.ms)}], as in Pythons without it`
       : `; with the guard bypassed: ${b.outcome} [${fmtMs(b.ms)}]`
     : '';
   if (j.error) {
     const name = j.error.split(':')[0];
     return { text: `p.start() raises ${name} [${fmtMs(j.ms)}] (a guard of recent CPython, gh-77377)${bypassed}`, ms: null, bug: b ? b.exitcode === -11 : false };
   }
-  if (j.exitcode === -11) return { text: `the child dies with SIGSEGV (exit code -11): the seed's segfault`, ms: j.ms, bug: true };
+  if (j.exitcode === -11) return { text: `the child dies with SIGSEGV (exit code -11)`, ms: j.ms, bug: true };
   return { text: `${j.outcome}${bypassed}`, ms: j.ms, bug: j.exitcode !== 0 };
 }
 
@@ -891,8 +891,8 @@ const ROWS = [
     fs: fsLockHolderKilled,
     fixed: 'recovers instead of hanging',
     legend:
-      'A worker dies while holding a lock, the way the OOM killer ends it (seed 003, "Fork this mess": ' +
-      'a pipeline that hung forever). Python\'s lock has no owner, so nobody can ever release it. ' +
+      'A worker dies while holding a lock, the way the OOM killer ends it (SIGKILL: no cleanup, no finally), ' +
+      'and a pipeline of workers hangs forever. Python\'s lock has no owner, so nobody can ever release it. ' +
       "forksafe's waiter gets the lock with OwnerDiedError (time: from SIGKILL to the error, " +
       'including the death detection), repairs, calls markConsistent(), and the lock works again.',
   },
@@ -902,8 +902,8 @@ const ROWS = [
     fs: fsContextMismatch,
     fixed: 'clear error, nothing started',
     legend:
-      "The code of seed 000 (\"Why not multiprocessing\"): an Event from the default ('fork') context handed " +
-      "to a 'spawn' Process segfaults the child. Recent CPython refuses at start(); the script also runs it with " +
+      "An Event made with Python's default start method on Linux ('fork'; 'forkserver' since Python 3.14) handed " +
+      "to a Process of the 'spawn' start method: the child segfaults. Recent CPython refuses at start(); the script also runs it with " +
       'that guard switched off, to show the crash older versions give. forksafe checks contexts in start(), ' +
       'before anything is spawned, and says how to fix the code.',
   },
@@ -931,7 +931,7 @@ const ROWS = [
     fs: fsSemaphoreKilledHolder,
     fixed: 'unit given back instead of lost',
     legend:
-      'A worker takes the only slot of Semaphore(1) and is SIGKILLed (seed 003 again). In Python the slot ' +
+      'A worker takes the only slot of Semaphore(1) and is SIGKILLed (the OOM killer again). In Python the slot ' +
       'is gone for good: every later acquire() without a timeout blocks forever. forksafe\'s Semaphore(1, ' +
       '{ undoOnExit: true }) gives a dead process\'s units back (time: from SIGKILL to acquire() returning).',
   },
@@ -952,8 +952,8 @@ const ROWS = [
     fs: () => forkScenario('randomIds', 12_000),
     fixed: 'no id made twice',
     legend:
-      'Seed 001: "the first call to uuid1 sets up a global state, which is then copied to all processes". fork() ' +
-      'copies every generator\'s state. Python (os.fork, both processes drawing at once): uuid1() makes some ids ' +
+      'uuid1() sets up a global state on its first call, and fork() copies it into every child, as it copies ' +
+      'every generator\'s state. Python (os.fork, both processes drawing at once): uuid1() makes some ids ' +
       'twice, and a random.Random() created before the fork gives both the same sequence (Python reseeds only ' +
       'its module-level generator). Node has the same bug: crypto.randomUUID() serves from a cached batch of 128 ' +
       'ids and V8\'s Math.random() is never reseeded; both are measured here in the forked child (the batch ' +
@@ -967,7 +967,7 @@ const ROWS = [
     fs: () => forkScenario('lockHeldByThread', 12_000),
     fixed: 'the child gets the lock',
     legend:
-      'Seeds 002/001: fork() copies a lock held by another thread in its locked state, but not the thread: the ' +
+      'fork() copies a lock held by another thread in its locked state, but not the thread: the ' +
       'child waits forever. Python: a thread holds a threading.Lock for 0.3 s while the main thread forks. ' +
       'forksafe: a worker_thread holds a getContext(\'fork\') Lock while the main thread forks. fork() refuses ' +
       'while a worker runs (message below), so the demo forces it ({ force: true }). The lock lives in shared ' +
@@ -994,7 +994,8 @@ const ROWS = [
     fs: fsPoolKilledWorker,
     fixed: 'the task fails, the map finishes',
     legend:
-      'Pool(2).map over six tasks; task 3 SIGKILLs its own worker (the OOM killer again). Python\'s Pool starts ' +
+      'Pool(2).map over six tasks, x = 0..5 (the pool numbers them #0..#5); task #3 (x = 3) SIGKILLs its own worker ' +
+      '(the OOM killer again). Python\'s Pool starts ' +
       'a new worker but forgets the task the dead one was running: map() waits for its result forever. The ' +
       'forksafe side is the example pool of examples/pool/ (forkserver workers, one SharedMemory mailbox each, ' +
       'plain JavaScript on the public API only): each worker\'s Process.exited settles within milliseconds of its ' +

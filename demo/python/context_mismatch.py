@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
-"""Seed scenario (seeds/000): an Event created from the default ('fork' on Linux) context
-is handed to a Process from the 'spawn' context.
+"""A well-known multiprocessing crash: an Event created from the default context ('fork' on
+Linux up to Python 3.13) is handed to a Process from the 'spawn' context.
 
-The seed article reports the child dying with exitcode -11 (SIGSEGV). CPython 3.11.7 (this
+The usual report is the child dying with exitcode -11 (SIGSEGV). CPython 3.11.7 (this
 machine) catches it first: pickling the fork-context SemLock for a spawn child raises
 RuntimeError from p.start() in the parent, and the child never runs. The top-level fields
 report that, the unmodified behaviour.
 
 As a second, clearly labelled experiment ("guard_bypassed"), the script clears the private
-SemLock._is_fork_ctx flag so the guard doesn't fire, then runs the seed code as written. The
+SemLock._is_fork_ctx flag so the guard doesn't fire, then runs that code as written. The
 fork-context semaphores are unnamed (unlinked at creation), so the spawn child rebuilds them
 from a raw sem_t* address that belongs to the parent, and on Linux it dies with SIGSEGV.
 That is the failure older Pythons hit without the guard. Pass argv[2]=0 to skip it.
 
-The seed sleeps 1 s before looking at the child; this script polls the child every 10 ms
+That code sleeps 1 s before looking at the child; this script polls the child every 10 ms
 during that second instead, so it can say when the child died ("ms": from p.start() to the
 parent's exception, or to the child's death) and returns as soon as it knows.
 
@@ -53,7 +53,7 @@ def ms_since(t0):
 
 
 def run_seed(delay, bypass):
-    """The seed's trigger_segment_fault(), instrumented.
+    """The crashing example (trigger_segment_fault()), instrumented.
     Returns (exitcode, outcome, error, ms)."""
     event = mp.Event()  # default context: 'fork' on Linux
     if bypass:
@@ -67,7 +67,7 @@ def run_seed(delay, bypass):
     except Exception as e:
         return None, "parent raised %s at p.start(); child never ran" % type(e).__name__, \
             "%s: %s" % (type(e).__name__, e), ms_since(t0)
-    # The seed sleeps `delay` here, then prints p and sees exitcode=-SIGSEGV.
+    # The example sleeps `delay` here, then prints p and sees exitcode=-SIGSEGV.
     end = time.monotonic() + delay
     code = p.exitcode
     while code is None and time.monotonic() < end:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""A threading.Lock held by another thread at the moment of os.fork() (seeds 002/001: "the
-child process hangs forever on a lock that was copied in a locked state").
+"""A threading.Lock held by another thread at the moment of os.fork() ("the child
+process hangs forever on a lock that was copied in a locked state").
 
 A holder thread takes the lock and keeps it for HOLD seconds; the main thread forks while it
 is held. fork() copies the lock's state (locked) but not the holder thread: in the child

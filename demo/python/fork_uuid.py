@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What happens to random / uuid state across os.fork() on this Python (seeds/001: "the first
+"""What happens to random / uuid state across os.fork() on this Python ("the first
 call to uuid1 sets up a global state, which is then copied to all processes ... all processes
 generate the same sequence of uuids").
 
