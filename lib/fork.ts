@@ -1,7 +1,10 @@
 // fork() of the running Node process, atfork hooks, and the child's fixups.
 // Read docs/fork.md: every hazard of forking Node and what is done about it.
+import * as asyncHooks from 'node:async_hooks';
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as util from 'node:util';
+import * as v8 from 'node:v8';
 import { isMainThread } from 'node:worker_threads';
 import { binding } from './binding';
 import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType } from './errors';
@@ -58,8 +61,162 @@ let hooksRegistered: string | null = null;
   }
 }
 
-// libuv threadpool work shows up in getActiveResourcesInfo() as these requests.
+// ---- V8's worker pool in a child ---------------------------------------------------
+// Node keeps a pool of V8 worker threads (named V8Worker / node-V8Worker on Node
+// 24+) that wait on one condition variable. A forked child has none of those
+// threads, but its copy of the condvar still counts them as waiters. Under
+// --single-threaded V8 normally posts them nothing; V8 14 (Node 26) posts one task
+// per young-generation GC all the same, and glibc's pthread_cond_signal() then waits
+// forever for waiters of the condvar's older group to leave once the vanished
+// waiters sit in both of its groups: the child hangs in one of its first
+// collections (measured: 13 of 30 children of a 4-thread pool). With one pool
+// thread (--v8-pool-size=1) there is at most one vanished waiter, in one group:
+// signals to it are consumed and never wait. docs/fork.md, hazard "V8 pool".
+
+/** The thread ids of V8's worker pool (empty where Node does not name them). */
+function v8PoolThreads(): number[] {
+  const out: number[] = [];
+  let tids: string[];
+  try {
+    tids = fs.readdirSync('/proc/self/task');
+  } catch {
+    return out;
+  }
+  for (const t of tids) {
+    try {
+      if (/V8Worker/.test(fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8'))) out.push(Number(t));
+    } catch {
+      /* the thread ended */
+    }
+  }
+  return out;
+}
+
+function contextSwitches(tid: number): number {
+  try {
+    const s = fs.readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
+    const m = s.match(/^voluntary_ctxt_switches:\s+(\d+)/m);
+    const n = s.match(/^nonvoluntary_ctxt_switches:\s+(\d+)/m);
+    return Number(m?.[1] ?? 0) + Number(n?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+let gcPostsCache: boolean | null = null;
+/**
+ * Whether this V8 posts work to its pool during a young-generation GC even under
+ * --single-threaded. Measured, not assumed from a version: the pool threads'
+ * context switches are read around one scavenge forced by allocation (a few MiB,
+ * once per process; children inherit the answer, being the same program).
+ */
+function gcPostsToPool(pool: number[]): boolean {
+  if (gcPostsCache !== null) return gcPostsCache;
+  const newSpace = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_used_size ?? 0;
+  const before = pool.map(contextSwitches);
+  let used = newSpace();
+  let scavenged = false;
+  let keep: unknown[] = [];
+  for (let chunk = 0; chunk < 256 && !scavenged; chunk++) {
+    for (let i = 0; i < 8192; i++) keep.push({ i });
+    keep = [];
+    const now = newSpace();
+    scavenged = now < used;
+    used = now;
+  }
+  const woke = pool.some((tid, i) => contextSwitches(tid) > before[i]);
+  // No scavenge seen (e.g. a heap configured so that none came): only a wake-up
+  // is evidence; leave the answer open for the next call.
+  if (woke || scavenged) gcPostsCache = woke;
+  return woke;
+}
+
+/** The futex syscall's number, as /proc/<pid>/task/<tid>/syscall shows it. */
+const FUTEX_NR: Record<string, number> = { x64: 202, arm64: 98 };
+
+/**
+ * Waits (at most ~100 ms) until each V8 pool thread sleeps in futex(): not between
+ * a wake-up and its next wait, holding the pool's queue mutex, which a child
+ * would then find locked forever.
+ */
+function waitPoolIdle(pool: number[]): void {
+  const nr = FUTEX_NR[process.arch];
+  if (nr === undefined || pool.length === 0) return;
+  const sleepWord = new Int32Array(new SharedArrayBuffer(4));
+  for (let tries = 0; tries < 100; tries++) {
+    const busy = pool.some((tid) => {
+      try {
+        const first = fs.readFileSync(`/proc/self/task/${tid}/syscall`, 'utf8').split(' ')[0];
+        return first === 'running' || Number(first) !== nr;
+      } catch {
+        return false; // ended
+      }
+    });
+    if (!busy) return;
+    Atomics.wait(sleepWord, 0, 0, 1);
+  }
+}
+
+// libuv threadpool work shows up in getActiveResourcesInfo() as these requests
+// (Node 20-24; Node 26 lists no requests there at all: measured on 26.12.1).
 const THREADPOOL = /ReqCallback$|ReqPromise$|^GetAddrInfoReqWrap$|^GetNameInfoReqWrap$|Job$|^Zlib$|^FileHandleCloseReq$/;
+const LISTS_REQUESTS = Number(process.versions.node.split('.')[0]) < 26;
+
+// Where getActiveResourcesInfo() no longer names requests, an async_hooks hook
+// names them: every request-like resource from its creation until its callback
+// ran (after) or it was destroyed. Only in a process that can fork at all
+// (--single-threaded), and only with trackPromises: false (Node 24+), so promises
+// pay nothing; measured cost on Node 26: process.nextTick +150 ns, setImmediate
+// +330 ns (docs/fork.md, "Requests in flight"). The count stays libuv's own.
+const REQUEST_RESOURCE = /REQ|REQUEST$|^ZLIB$|^(WRITE|SHUTDOWN|CONNECT)WRAP$/;
+const DISPLAY: Record<string, string> = {
+  FSREQCALLBACK: 'FSReqCallback', FSREQPROMISE: 'FSReqPromise', FILEHANDLECLOSEREQ: 'FileHandleCloseReq',
+  GETADDRINFOREQWRAP: 'GetAddrInfoReqWrap', GETNAMEINFOREQWRAP: 'GetNameInfoReqWrap', ZLIB: 'Zlib',
+  WRITEWRAP: 'WriteWrap', SHUTDOWNWRAP: 'ShutdownWrap', CONNECTWRAP: 'ConnectWrap',
+};
+const liveRequests = new Map<number, string>();
+let requestHook: { disable(): unknown } | null = null;
+
+function trackPromisesSupported(): boolean {
+  try {
+    // Where the option exists, it refuses this combination; elsewhere it is ignored.
+    asyncHooks.createHook({ trackPromises: false, promiseResolve() {} } as asyncHooks.HookCallbacks);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+if (!LISTS_REQUESTS && process.execArgv.includes('--single-threaded') && trackPromisesSupported()) {
+  requestHook = asyncHooks.createHook({
+    trackPromises: false,
+    init(id: number, type: string) {
+      if (REQUEST_RESOURCE.test(type)) liveRequests.set(id, DISPLAY[type] ?? type);
+    },
+    after(id: number) {
+      liveRequests.delete(id);
+    },
+    destroy(id: number) {
+      liveRequests.delete(id);
+    },
+  } as asyncHooks.HookCallbacks).enable();
+}
+
+/** Stops naming requests (the forkserver: its workers must not carry the hook). */
+export function stopNamingRequests(): void {
+  requestHook?.disable();
+  requestHook = null;
+  liveRequests.clear();
+}
+
+/** The names of the `count` requests in flight, as far as they are known. */
+function requestNames(count: number): string[] {
+  if (LISTS_REQUESTS || requestHook === null) {
+    return process.getActiveResourcesInfo().filter((r) => THREADPOOL.test(r));
+  }
+  // Oldest first: an entry whose callback never came is the first to be dropped.
+  return [...liveRequests.values()].slice(-count);
+}
 
 /** Why fork() would refuse now (empty when it would not). */
 export function forkSafety(): { safe: boolean; reasons: string[] } {
@@ -70,6 +227,16 @@ export function forkSafety(): { safe: boolean; reasons: string[] } {
       'V8 is not single-threaded: start node with --single-threaded on the command line (V8 would wait in ' +
         'the child for background GC threads that do not exist there; NODE_OPTIONS cannot carry this flag)',
     );
+  }
+  if (process.execArgv.includes('--single-threaded')) {
+    const pool = v8PoolThreads();
+    if (pool.length > 1 && gcPostsToPool(pool)) {
+      reasons.push(
+        `V8 ${process.versions.v8} posts garbage-collection work to its ${pool.length} worker threads even under ` +
+          '--single-threaded, and a child (which has none of them) can deadlock in one of its first collections: ' +
+          'start node with --v8-pool-size=1 as well (it costs nothing under --single-threaded)',
+      );
+    }
   }
   if (liveWorkers.size > 0) {
     reasons.push(`${liveWorkers.size} worker_thread(s) running (a child would have none of them); terminate them first`);
@@ -84,7 +251,7 @@ export function forkSafety(): { safe: boolean; reasons: string[] } {
   // crypto/zlib jobs, and getActiveResourcesInfo() may list a request whose
   // callback is running right now); the names only describe them.
   const reqs = binding.activeRequests();
-  const pool = reqs > 0 ? process.getActiveResourcesInfo().filter((r) => THREADPOOL.test(r)) : [];
+  const pool = reqs > 0 ? requestNames(reqs) : [];
   if (reqs > 0) {
     const counts = new Map<string, number>();
     for (const r of pool) counts.set(r, (counts.get(r) ?? 0) + 1);
@@ -387,6 +554,7 @@ export function fork(main?: () => unknown, opts?: { force?: boolean }): ForkedCh
   if (!safety.safe && !force) throw new ForkUnsafeError(safety.reasons);
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.(); // a throw aborts: nothing forked
   warmChildSetup();
+  waitPoolIdle(v8PoolThreads());
   const pid = binding.fork();
   if (pid !== 0) {
     const child = new ForkedChild(pid);

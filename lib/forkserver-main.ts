@@ -15,10 +15,10 @@ import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
 import { dynamicImport, loadForkedTarget, moduleHooksSuspected, needsImport, replaceEnv, signalNumber } from './util';
-import { atfork, fork, ForkedChild, ForkChildUnwind } from './fork';
+import { atfork, fork, ForkedChild, ForkChildUnwind, stopNamingRequests } from './fork';
 import type { SharedMemory } from './shared-memory';
 import {
-  FS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions,
+  FS, FORK_FLAGS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions,
 } from './forkserver-protocol';
 
 const CHANNEL = 3;
@@ -80,12 +80,13 @@ function execWithoutHooks(): void {
   const opts = sanitizeNodeOptions(env.NODE_OPTIONS);
   if (opts) env.NODE_OPTIONS = opts;
   else delete env.NODE_OPTIONS;
-  const argv = [process.execPath, ...defaultExecArgv(), '--single-threaded', process.argv[1]];
+  const argv = [process.execPath, ...defaultExecArgv(), ...FORK_FLAGS, process.argv[1]];
   binding.execReplace(process.execPath, argv, Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`), [CHANNEL]);
 }
 
 async function main(): Promise<void> {
   execWithoutHooks();
+  stopNamingRequests(); // workers forked from here must not carry fork.ts's async_hooks hook
   const parent = Number(process.env.FORKSAFE_FS_PARENT);
   // Die with the parent, and never outlive it even if it died already.
   if (binding.setPdeathsig(SIGKILL) !== parent) process.exit(0);

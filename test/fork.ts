@@ -60,7 +60,8 @@ function describeTree(pid: number, depth = 0): string {
 }
 
 function runFixture(name: string, args: string[], opts: { singleThreaded?: boolean; flags?: string[]; timeout?: number } = {}): Promise<Ran> {
-  const flags = [...(opts.singleThreaded === false ? [] : ['--single-threaded']), ...(opts.flags ?? [])];
+  // What docs/fork.md tells users to run with (--v8-pool-size=1: Node 26, see the 'V8 pool' test).
+  const flags = [...(opts.singleThreaded === false ? [] : ['--single-threaded', '--v8-pool-size=1']), ...(opts.flags ?? [])];
   return new Promise((resolve) => {
     const c = child_process.spawn(process.execPath, [...flags, fixture(name), ...args], {
       cwd: ROOT, env: fixtureEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true,
@@ -176,6 +177,35 @@ t.test('refusals: a running worker_thread', async (t) => {
   t.same(o.after, { safe: true, reasons: [] }, 'once it has exited, forkSafety() is safe again');
 });
 
+t.test("V8 pool: children that collect garbage never hang; fork() refuses a pool they could hang on", async (t) => {
+  // Node 26's V8 (14.x) posts a task to its worker pool at every young-generation
+  // GC even under --single-threaded (Node 20-24's do not: measured). A child has
+  // none of those threads; with 2+ of them its copy of the pool's condvar makes
+  // pthread_cond_signal wait forever (13 of 30 children hung before the fix).
+  const posts = Number(process.versions.v8.split('.')[0]) >= 14;
+  const [one, many] = await Promise.all([
+    runFixture('refuse', ['v8-pool'], { timeout: 120_000 }),
+    runFixture('refuse', ['v8-pool'], { singleThreaded: false, flags: ['--single-threaded', '--v8-pool-size=4'], timeout: 120_000 }),
+  ]);
+  ranOk(t, one, 'v8-pool with --v8-pool-size=1');
+  const o = last(one);
+  t.same(o.safety, { safe: true, reasons: [] }, 'with --single-threaded --v8-pool-size=1: safe on every line');
+  t.same(o.exits, Array(8).fill({ code: 0, signal: null }), '8 children, 2 million allocations each, all exit 0');
+
+  ranOk(t, many, 'v8-pool with --v8-pool-size=4');
+  const m = last(many);
+  if (posts) {
+    t.equal(m.pool, 4, 'the 4 pool threads are seen (named V8Worker)');
+    t.equal(m.safety?.safe, false, `V8 ${process.versions.v8} with 4 pool threads: forkSafety() refuses`);
+    t.match(m.safety?.reasons?.join('\n'), /--v8-pool-size=1/, 'the reason names the fix');
+    t.equal(m.forked, false, 'fork() throws');
+    isUnsafeError(t, m.error, /--v8-pool-size=1/, 'fork() with 4 V8 pool threads');
+  } else {
+    t.same(m.safety, { safe: true, reasons: [] }, `V8 ${process.versions.v8} posts nothing under --single-threaded: 4 pool threads are fine`);
+    t.same(m.exits, Array(8).fill({ code: 0, signal: null }), 'and 8 GC-heavy children all exit 0');
+  }
+});
+
 t.test('refusals: libuv threadpool requests in flight', async (t) => {
   const [fsr, cr] = await Promise.all([runFixture('refuse', ['threadpool-fs']), runFixture('refuse', ['threadpool-crypto'])]);
   ranOk(t, fsr, 'threadpool-fs');
@@ -186,7 +216,10 @@ t.test('refusals: libuv threadpool requests in flight', async (t) => {
   isUnsafeError(t, o.error, /threadpool/, 'fork() with fs.readFile in flight');
   t.same(o.childrenAfter, o.childrenBefore, 'nothing was forked');
   t.equal(o.promiseSafety?.safe, false, 'pending fs.promises.readFile: not safe');
-  t.match(o.promiseSafety?.reasons?.join('\n'), /FSReqPromise/, 'the reason names FSReqPromise');
+  const made = ({ FSREQPROMISE: 'FSReqPromise', FSREQCALLBACK: 'FSReqCallback' } as Record<string, string>)[String(o.promiseRequestTypes?.[0])];
+  t.ok(made, 'async_hooks saw the request fs.promises.readFile made', { types: o.promiseRequestTypes });
+  t.match(o.promiseSafety?.reasons?.join('\n'), new RegExp(`1 libuv request.*\\b${made}\\b`),
+    `the reason counts it and names the request Node made (${made})`);
   t.equal(o.promiseRefused?.forked, false, 'fork() throws');
   t.same(o.promiseRefused?.childrenAfter, o.promiseRefused?.childrenBefore, 'nothing was forked');
   t.same(o.afterPromise, { safe: true, reasons: [] }, 'after `await fs.promises.readFile()`: safe');

@@ -146,6 +146,14 @@ t.test('exit codes, signals, join() and kill()', async (t) => {
   t.throws(() => p.kill('SIGBOGUS' as never), { code: 'ERR_UNKNOWN_SIGNAL' }, 'a bad signal name: ERR_UNKNOWN_SIGNAL (as child_process)');
 });
 
+t.test('workers that collect garbage a lot all finish (Node 26: V8 posts GC work to a pool a worker lacks)', async (t) => {
+  // Before the forkserver ran with --v8-pool-size=1, every one of 20 such workers
+  // hung on Node 26 (pthread_cond_signal on the vanished pool's condvar).
+  const ps = Array.from({ length: 12 }, () => start(t, 'churn', [2_000_000]));
+  const exits = await Promise.all(ps.map((p) => within(p.exited, 60_000, 'TIMEOUT')));
+  t.same(exits, Array(12).fill({ code: 0, signal: null }), '12 workers, 2 million allocations each: all exit 0');
+});
+
 t.test('args: structured-clone data and forkserver primitives, attached in the worker', async (t) => {
   const shm = new SharedMemory({ size: 65536 });
   const ev = new Event();
