@@ -1,5 +1,9 @@
 // forksafe: shared-memory primitives and processes for Node.js, with every
 // primitive bound to the context that made it. See README.md and API.md.
+// The declarations use Node's types (Buffer, NodeJS.Signals...): say where they
+// come from, so a consumer with "types": [] still type-checks (@types/node is an
+// optional peer dependency, as for any Node library).
+/// <reference types="node" preserve="true" />
 import { getContext } from './context';
 
 export { getContext, getStartMethods } from './context';
