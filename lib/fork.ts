@@ -71,7 +71,7 @@ let hooksRegistered: string | null = null;
 // waiters sit in both of its groups: the child hangs in one of its first
 // collections (measured: 13 of 30 children of a 4-thread pool). With one pool
 // thread (--v8-pool-size=1) there is at most one vanished waiter, in one group:
-// signals to it are consumed and never wait. docs/fork.md, hazard "V8 pool".
+// signals to it are consumed and never wait. docs/fork.md, hazard 4b.
 
 /** The thread ids of V8's worker pool (empty where Node does not name them). */
 function v8PoolThreads(): number[] {
@@ -167,7 +167,7 @@ const LISTS_REQUESTS = Number(process.versions.node.split('.')[0]) < 26;
 // ran (after) or it was destroyed. Only in a process that can fork at all
 // (--single-threaded), and only with trackPromises: false (Node 24+), so promises
 // pay nothing; measured cost on Node 26: process.nextTick +150 ns, setImmediate
-// +330 ns (docs/fork.md, "Requests in flight"). The count stays libuv's own.
+// +330 ns (docs/fork.md, hazard 10). The count stays libuv's own.
 const REQUEST_RESOURCE = /REQ|REQUEST$|^ZLIB$|^(WRITE|SHUTDOWN|CONNECT)WRAP$/;
 const DISPLAY: Record<string, string> = {
   FSREQCALLBACK: 'FSReqCallback', FSREQPROMISE: 'FSReqPromise', FILEHANDLECLOSEREQ: 'FileHandleCloseReq',
