@@ -9,7 +9,6 @@
 #include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/platform.h"
@@ -106,8 +105,7 @@ int fork_blocked(void (*in_child)(void* ctx), void* ctx) {
 
 void stdio_own_blocking() {
   for (int fd = 1; fd <= 2; fd++) {
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) continue;
+    if (fd_is_fifo(fd) != 1) continue;
     char path[32];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     int nfd = open(path, O_WRONLY | O_CLOEXEC);

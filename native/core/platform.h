@@ -49,7 +49,11 @@ int shm_open_named(const char* name, bool create, uint64_t size);
 int shm_unlink_named(const char* name);
 
 struct FileId { uint64_t dev; uint64_t ino; uint64_t size; };
+// Device, inode and size of an open file (fstat through the kernel, see
+// platform_linux.cc). Async-signal-safe.
 int fd_identity(int fd, FileId* out);
+// 1 if fd is a pipe or FIFO, 0 if not, -errno. Async-signal-safe.
+int fd_is_fifo(int fd);
 
 // mmap MAP_SHARED of fd (fd < 0: anonymous shared memory). Returns 0 and *out.
 int map_shared(int fd, uint64_t size, void** out);

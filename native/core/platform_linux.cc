@@ -206,9 +206,33 @@ int shm_open_named(const char* name, bool create, uint64_t size) {
 
 int shm_unlink_named(const char* name) { return shm_unlink(name) == 0 ? 0 : -errno; }
 
+// fstat(2) as a raw syscall. glibc 2.33 made fstat an exported function
+// (fstat64@GLIBC_2.33), so a plain call would raise the addon's glibc floor;
+// see glibc_compat_linux.cc. On x86-64 and aarch64 glibc's struct stat is the
+// kernel's (asserted); elsewhere the libc function is used.
+static int stat_fd(int fd, struct stat* st) {
+#if defined(__x86_64__) || defined(__aarch64__)
+#if defined(__x86_64__)
+  static_assert(sizeof(struct stat) == 144, "struct stat is not the kernel's (x86-64)");
+#else
+  static_assert(sizeof(struct stat) == 128, "struct stat is not the kernel's (asm-generic)");
+#endif
+  return syscall(SYS_fstat, fd, st) == 0 ? 0 : -errno;
+#else
+  return fstat(fd, st) == 0 ? 0 : -errno;
+#endif
+}
+
+int fd_is_fifo(int fd) {
+  struct stat st;
+  int r = stat_fd(fd, &st);
+  return r < 0 ? r : S_ISFIFO(st.st_mode) ? 1 : 0;
+}
+
 int fd_identity(int fd, FileId* out) {
   struct stat st;
-  if (fstat(fd, &st) != 0) return -errno;
+  int r = stat_fd(fd, &st);
+  if (r < 0) return r;
   out->dev = static_cast<uint64_t>(st.st_dev);
   out->ino = static_cast<uint64_t>(st.st_ino);
   out->size = static_cast<uint64_t>(st.st_size);
