@@ -4,7 +4,6 @@ import * as asyncHooks from 'node:async_hooks';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as util from 'node:util';
-import * as v8 from 'node:v8';
 import { isMainThread } from 'node:worker_threads';
 import { binding } from './binding';
 import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType } from './errors';
@@ -61,100 +60,29 @@ let hooksRegistered: string | null = null;
   }
 }
 
-// ---- V8's worker pool in a child ---------------------------------------------------
-// Node keeps a pool of V8 worker threads (named V8Worker / node-V8Worker on Node
-// 24+) that wait on one condition variable. A forked child has none of those
-// threads, but its copy of the condvar still counts them as waiters. Under
-// --single-threaded V8 normally posts them nothing; V8 14 (Node 26) posts one task
-// per young-generation GC all the same, and glibc's pthread_cond_signal() then waits
-// forever for waiters of the condvar's older group to leave once the vanished
-// waiters sit in both of its groups: the child hangs in one of its first
-// collections (measured: 13 of 30 children of a 4-thread pool). With one pool
-// thread (--v8-pool-size=1) there is at most one vanished waiter, in one group:
-// signals to it are consumed and never wait. docs/fork.md, hazard 4b.
+// ---- V8 14's young-generation GC in a child -------------------------------------
+// Node keeps a pool of V8 worker threads waiting on one condition variable.
+// Under --single-threaded V8 posts them nothing, so a forked child (which has
+// none of them) never misses them. V8 14 (Node 26) posts one task at every
+// scavenge all the same. In a child that is fatal twice over: its copy of the
+// pool's condvar still counts the parent's threads as waiters, so the post's
+// pthread_cond_signal() can wait forever for them (the child hangs in a GC:
+// 13 of 30 GC-heavy children, 20 of 20 GC-heavy forkserver workers), and a
+// task nobody runs keeps Node's DrainTasks() waiting once the loop is empty
+// (the child never exits naturally). With --minor-ms V8 14 collects the young
+// generation by mark-sweep, which posts nothing under --single-threaded
+// (measured: 0 of 4 pool threads woke through scavenges, full GCs and
+// old-to-new writes, against 4 of 4 with the scavenger). docs/fork.md, hazard 4b.
 
-/** The thread ids of V8's worker pool (empty where Node does not name them). */
-function v8PoolThreads(): number[] {
-  const out: number[] = [];
-  let tids: string[];
-  try {
-    tids = fs.readdirSync('/proc/self/task');
-  } catch {
-    return out;
-  }
-  for (const t of tids) {
-    try {
-      if (/V8Worker/.test(fs.readFileSync(`/proc/self/task/${t}/comm`, 'utf8'))) out.push(Number(t));
-    } catch {
-      /* the thread ended */
-    }
-  }
-  return out;
-}
-
-function contextSwitches(tid: number): number {
-  try {
-    const s = fs.readFileSync(`/proc/self/task/${tid}/status`, 'utf8');
-    const m = s.match(/^voluntary_ctxt_switches:\s+(\d+)/m);
-    const n = s.match(/^nonvoluntary_ctxt_switches:\s+(\d+)/m);
-    return Number(m?.[1] ?? 0) + Number(n?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
-}
-
-let gcPostsCache: boolean | null = null;
-/**
- * Whether this V8 posts work to its pool during a young-generation GC even under
- * --single-threaded. Measured, not assumed from a version: the pool threads'
- * context switches are read around one scavenge forced by allocation (a few MiB,
- * once per process; children inherit the answer, being the same program).
- */
-function gcPostsToPool(pool: number[]): boolean {
-  if (gcPostsCache !== null) return gcPostsCache;
-  const newSpace = () => v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_used_size ?? 0;
-  const before = pool.map(contextSwitches);
-  let used = newSpace();
-  let scavenged = false;
-  let keep: unknown[] = [];
-  for (let chunk = 0; chunk < 256 && !scavenged; chunk++) {
-    for (let i = 0; i < 8192; i++) keep.push({ i });
-    keep = [];
-    const now = newSpace();
-    scavenged = now < used;
-    used = now;
-  }
-  const woke = pool.some((tid, i) => contextSwitches(tid) > before[i]);
-  // No scavenge seen (e.g. a heap configured so that none came): only a wake-up
-  // is evidence; leave the answer open for the next call.
-  if (woke || scavenged) gcPostsCache = woke;
-  return woke;
-}
-
-/** The futex syscall's number, as /proc/<pid>/task/<tid>/syscall shows it. */
-const FUTEX_NR: Record<string, number> = { x64: 202, arm64: 98 };
+/** V8 14+ posts GC work to its pool even under --single-threaded (V8 11.3-13.6 do not: measured). */
+const SCAVENGER_POSTS = Number(process.versions.v8.split('.')[0]) >= 14;
 
 /**
- * Waits (at most ~100 ms) until each V8 pool thread sleeps in futex(): not between
- * a wake-up and its next wait, holding the pool's queue mutex, which a child
- * would then find locked forever.
+ * The node flags a process needs on its command line for fork() to be safe in
+ * it, on this Node: `--single-threaded`, and `--minor-ms` on Node 26 (V8 14).
  */
-function waitPoolIdle(pool: number[]): void {
-  const nr = FUTEX_NR[process.arch];
-  if (nr === undefined || pool.length === 0) return;
-  const sleepWord = new Int32Array(new SharedArrayBuffer(4));
-  for (let tries = 0; tries < 100; tries++) {
-    const busy = pool.some((tid) => {
-      try {
-        const first = fs.readFileSync(`/proc/self/task/${tid}/syscall`, 'utf8').split(' ')[0];
-        return first === 'running' || Number(first) !== nr;
-      } catch {
-        return false; // ended
-      }
-    });
-    if (!busy) return;
-    Atomics.wait(sleepWord, 0, 0, 1);
-  }
+export function forkFlags(): string[] {
+  return SCAVENGER_POSTS ? ['--single-threaded', '--minor-ms'] : ['--single-threaded'];
 }
 
 // libuv threadpool work shows up in getActiveResourcesInfo() as these requests
@@ -228,15 +156,12 @@ export function forkSafety(): { safe: boolean; reasons: string[] } {
         'the child for background GC threads that do not exist there; NODE_OPTIONS cannot carry this flag)',
     );
   }
-  if (process.execArgv.includes('--single-threaded')) {
-    const pool = v8PoolThreads();
-    if (pool.length > 1 && gcPostsToPool(pool)) {
-      reasons.push(
-        `V8 ${process.versions.v8} posts garbage-collection work to its ${pool.length} worker threads even under ` +
-          '--single-threaded, and a child (which has none of them) can deadlock in one of its first collections: ' +
-          'start node with --v8-pool-size=1 as well (it costs nothing under --single-threaded)',
-      );
-    }
+  if (SCAVENGER_POSTS && !process.execArgv.includes('--minor-ms')) {
+    reasons.push(
+      `V8 ${process.versions.v8} posts garbage-collection work to its thread pool at every young-generation GC, ` +
+        'even under --single-threaded, and a child (which has none of those threads) would hang in a GC or at exit: ' +
+        'start node with --single-threaded --minor-ms (see forkFlags())',
+    );
   }
   if (liveWorkers.size > 0) {
     reasons.push(`${liveWorkers.size} worker_thread(s) running (a child would have none of them); terminate them first`);
@@ -554,7 +479,6 @@ export function fork(main?: () => unknown, opts?: { force?: boolean }): ForkedCh
   if (!safety.safe && !force) throw new ForkUnsafeError(safety.reasons);
   for (let i = hooks.length - 1; i >= 0; i--) hooks[i].prepare?.(); // a throw aborts: nothing forked
   warmChildSetup();
-  waitPoolIdle(v8PoolThreads());
   const pid = binding.fork();
   if (pid !== 0) {
     const child = new ForkedChild(pid);

@@ -15,10 +15,10 @@ import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
 import { dynamicImport, loadForkedTarget, moduleHooksSuspected, needsImport, replaceEnv, signalNumber } from './util';
-import { atfork, fork, ForkedChild, ForkChildUnwind, stopNamingRequests } from './fork';
+import { atfork, fork, forkFlags, ForkedChild, ForkChildUnwind, stopNamingRequests } from './fork';
 import type { SharedMemory } from './shared-memory';
 import {
-  FS, FORK_FLAGS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions,
+  FS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions,
 } from './forkserver-protocol';
 
 const CHANNEL = 3;
@@ -80,7 +80,7 @@ function execWithoutHooks(): void {
   const opts = sanitizeNodeOptions(env.NODE_OPTIONS);
   if (opts) env.NODE_OPTIONS = opts;
   else delete env.NODE_OPTIONS;
-  const argv = [process.execPath, ...defaultExecArgv(), ...FORK_FLAGS, process.argv[1]];
+  const argv = [process.execPath, ...defaultExecArgv(), ...forkFlags(), process.argv[1]];
   binding.execReplace(process.execPath, argv, Object.entries(env).map(([k, v]) => `${k}=${v ?? ''}`), [CHANNEL]);
 }
 

@@ -129,16 +129,9 @@ export class FrameReader {
 // Flags that must not reach the forkserver: they would run the parent's code
 // again, fight over a debugger port, or (module hooks registered with
 // --import/--loader) start the loader's hooks thread, and a forkserver must be
-// single-threaded to fork. --v8-pool-size is the forkserver's own (FORK_FLAGS).
-const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch|import|loader|experimental-loader|v8-pool-size)(=|$)|^-[ep]$/;
-const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader|--inspect-port|--debug-port|--input-type|--v8-pool-size)$/;
-
-/**
- * What the forkserver runs with so that fork() is safe in it: V8 without
- * background threads, and one V8 pool thread (Node 26's V8 posts GC work to the
- * pool even so: lib/fork.ts, "V8's worker pool in a child").
- */
-export const FORK_FLAGS: readonly string[] = ['--single-threaded', '--v8-pool-size=1'];
+// single-threaded to fork.
+const DROP = /^--(inspect|inspect-brk|inspect-port|debug-port|eval|print|input-type|test|watch|import|loader|experimental-loader)(=|$)|^-[ep]$/;
+const TAKES_VALUE = /^(-e|-p|--eval|--print|--import|--loader|--experimental-loader|--inspect-port|--debug-port|--input-type)$/;
 
 export function defaultExecArgv(argv: string[] = process.execArgv): string[] {
   return dropFlags(argv, DROP, TAKES_VALUE).filter((a) => a !== '--single-threaded');

@@ -7,9 +7,9 @@ import * as path from 'node:path';
 import type { Socket } from 'node:net';
 import { binding } from './binding';
 import { ForksafeError, invalidArgType } from './errors';
-import { onForkChild } from './fork';
+import { forkFlags, onForkChild } from './fork';
 import {
-  defaultExecArgv, FORK_FLAGS, sanitizeNodeOptions, FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord,
+  defaultExecArgv, sanitizeNodeOptions, FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord,
 } from './forkserver-protocol';
 import type { SharedMemory } from './shared-memory';
 import { exitInfo, moduleSpec, resolveModule } from './util';
@@ -123,7 +123,7 @@ export class FsServer {
     else delete env.NODE_OPTIONS;
     this.proc = child_process.spawn(
       process.execPath,
-      [...(serverExecArgv ?? defaultExecArgv()), ...FORK_FLAGS, path.join(__dirname, 'forkserver-main.js')],
+      [...(serverExecArgv ?? defaultExecArgv()), ...forkFlags(), path.join(__dirname, 'forkserver-main.js')],
       { stdio: ['ignore', 'inherit', 'inherit', 'pipe'], env },
     );
     if (this.proc.pid === undefined || !this.proc.stdio[3]) {

@@ -24,7 +24,7 @@ export { Process } from './process';
 export type { ProcessOptions, ExitInfo, Target } from './process';
 export { attach } from './attach';
 export { setForkserverPreload, startForkserver, stopForkserver, forkserverPid } from './forkserver';
-export { fork, exit, atfork, forkSafety, ForkedChild, ForkChildUnwind } from './fork';
+export { fork, exit, atfork, forkSafety, forkFlags, ForkedChild, ForkChildUnwind } from './fork';
 export type { AtforkHooks } from './fork';
 export type { BaseHandle as Handle } from './runtime';
 export {

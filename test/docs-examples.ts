@@ -13,7 +13,9 @@
 // A marker on the line right before a fence changes that, several joined by ';':
 //   <!-- example: no-run (why) -->   not run (the reason is required and reported)
 //   <!-- example: node>=24 -->       skipped on older Node lines (`using`, `await using`)
-//   <!-- example: flags --single-threaded -->   node flags for the program
+//   <!-- example: flags --expose-gc -->   node flags for the program
+//   <!-- example: fork-flags -->     the flags fork() needs on the running Node (forkFlags():
+//                                    --single-threaded, and --minor-ms on Node 26)
 //   <!-- example: file worker.js --> not run: written next to the next program block
 //                                    of the same page, under that name (a Process
 //                                    target, a module the program loads)
@@ -23,6 +25,7 @@ import * as child_process from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { forkFlags } from '../dist/index.js';
 
 const ROOT = path.join(__dirname, '..');
 const PAGES = ['README.md', ...fs.readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
@@ -58,8 +61,9 @@ function parseMarks(text: string, where: string, errors: string[]): Marks {
     if ((m = /^no-run \((.+)\)$/.exec(item))) marks.noRun = m[1];
     else if ((m = /^node>=(\d+)$/.exec(item))) marks.minNode = Number(m[1]);
     else if ((m = /^flags (.+)$/.exec(item))) marks.flags.push(...m[1].split(/\s+/));
+    else if (item === 'fork-flags') marks.flags.push(...forkFlags());
     else if ((m = /^file ([\w.-]+)$/.exec(item))) marks.file = m[1];
-    else errors.push(`${where}: marker '${item}' not understood (no-run (why), node>=N, flags ..., file NAME)`);
+    else errors.push(`${where}: marker '${item}' not understood (no-run (why), node>=N, flags ..., fork-flags, file NAME)`);
   }
   return marks;
 }

@@ -6,7 +6,7 @@
 import {
   getContext, getStartMethods, Lock, RLock, Semaphore, BoundedSemaphore, Event, Condition, Barrier, SharedMemory,
   Process, attach, setForkserverPreload, startForkserver, stopForkserver, forkserverPid, fork, exit, atfork,
-  forkSafety, ForkedChild, ForkChildUnwind, ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError,
+  forkSafety, forkFlags, ForkedChild, ForkChildUnwind, ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError,
   NotRecoverableError, ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError,
 } from 'forksafe';
 import type {
@@ -88,6 +88,8 @@ export async function everything(): Promise<void> {
   const hooks: AtforkHooks = { prepare() {}, parent() {}, child() {} };
   const unregister: () => void = atfork(hooks);
   unregister();
+  const flags: string[] = forkFlags();
+  void flags;
   const safety: { safe: boolean; reasons: string[] } = forkSafety();
   if (safety.safe) {
     const child = fork(() => 0);
