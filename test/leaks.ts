@@ -52,7 +52,10 @@ async function collect(rounds = 3): Promise<void> {
 async function settle(base: Snapshot, ms: number): Promise<Snapshot> {
   const end = Date.now() + ms;
   let s = snapshot();
-  while (Date.now() < end && (s.forksafeMaps !== base.forksafeMaps || JSON.stringify(s.stats) !== JSON.stringify(base.stats))) {
+  // V8 hands freed heap pages back on a background thread (its unmapper), late on
+  // a loaded machine: the total mapping count is waited for too, within the bound.
+  while (Date.now() < end && (s.forksafeMaps !== base.forksafeMaps || JSON.stringify(s.stats) !== JSON.stringify(base.stats) ||
+    s.maps > base.maps + MAPS_SLACK)) {
     gc?.();
     await sleep(20);
     s = snapshot();
@@ -157,8 +160,6 @@ t.test('create and close 1,000 of each primitive: back to baseline', async (t) =
 });
 
 t.test('drop 1,000 of each without close(): the GC gives everything back', async (t) => {
-  await collect();
-  const base = snapshot();
   const dropAll = () => {
     let held = 0;
     for (const [, make] of makers()) {
@@ -169,6 +170,10 @@ t.test('drop 1,000 of each without close(): the GC gives everything back', async
     }
     return held;
   };
+  // Warm-up: the V8 heap grown to what this workload needs, then given back.
+  dropAll();
+  await collect();
+  const base = snapshot();
   t.equal(dropAll(), 13_000, 'made and dropped 13,000 primitives');
   // Some held locks dropped too: the backstop abandons them, no leak either.
   for (let i = 0; i < 100; i++) new Lock().acquire();
