@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
-  getContext, fork, exit, forkSafety, startForkserver,
+  getContext, fork, exit, forkSafety, forkFlags, startForkserver,
   ContextError, DeadlockError, ForkUnsafeError, NotOwnerError, OwnerDiedError,
 } from 'forksafe';
 import { Pool, WorkerDiedError } from '../examples/pool/pool.js';
@@ -480,7 +480,7 @@ const FORK_SCENARIOS = { randomIds: forkRandomIds, lockHeldByThread: forkLockHel
 
 /** In the demo process: runs a fork scenario in `node --single-threaded` (bounded by hardMs). */
 async function forkScenario(name, hardMs) {
-  const r = await runJson(process.execPath, ['--single-threaded', SELF, '--fork-scenario', name], hardMs);
+  const r = await runJson(process.execPath, [...forkFlags(), SELF, '--fork-scenario', name], hardMs); // --minor-ms too on Node 26
   if (!r.json) return bad(`the --single-threaded child failed: ${r.error}`);
   return r.json;
 }
