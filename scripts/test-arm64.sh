@@ -35,12 +35,13 @@ cache=${FORKSAFE_NODE_CACHE:-$HOME/.cache/forksafe-nodes}
 major=${FORKSAFE_ARM64_NODE:-24}
 timeout=${FORKSAFE_ARM64_TIMEOUT:-600}   # tap's per-file timeout, seconds
 
-# Files whose assertions do not depend on x86 speed (see docs/install.md for
-# what ran, how long it took, and why the others are left out).
-default_files=(
-  test/lock.ts test/event.ts test/semaphore.ts test/condition.ts test/async.ts
-  test/fork.ts test/forkserver.ts
-)
+# Files that passed in every run under qemu on a shared 2-core machine, in
+# about 5 minutes (fork() and the forkserver, with locks, events, owner death
+# and workers across processes inside them). lock, event, semaphore,
+# condition and async pass on a quiet machine but miss time bounds set for
+# native speed when it is busy: give them as arguments (docs/install.md has
+# every run, its counts, its time and why what failed failed).
+default_files=(test/fork.ts test/forkserver.ts)
 if (($#)); then files=("$@"); else files=("${default_files[@]}"); fi
 # Top-level subtests left out (tap --grep/--invert; they count as skipped),
 # each for a reason of the emulation, not of the arm64 build:
