@@ -2,7 +2,6 @@
 // Read docs/fork.md: every hazard of forking Node and what is done about it.
 import * as asyncHooks from 'node:async_hooks';
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as util from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 import { binding } from './binding';
@@ -93,8 +92,8 @@ const LISTS_REQUESTS = Number(process.versions.node.split('.')[0]) < 26;
 // Where getActiveResourcesInfo() no longer names requests, an async_hooks hook
 // names them: every request-like resource from its creation until its callback
 // ran (after) or it was destroyed. Only in a process that can fork at all
-// (--single-threaded), and only with trackPromises: false (Node 24+), so promises
-// pay nothing; measured cost on Node 26: process.nextTick +150 ns, setImmediate
+// (--single-threaded), and with trackPromises: false (an option since Node 24),
+// so promises pay nothing; measured cost on Node 26: process.nextTick +150 ns, setImmediate
 // +330 ns (docs/fork.md, hazard 10). The count stays libuv's own.
 const REQUEST_RESOURCE = /REQ|REQUEST$|^ZLIB$|^(WRITE|SHUTDOWN|CONNECT)WRAP$/;
 const DISPLAY: Record<string, string> = {
@@ -105,17 +104,7 @@ const DISPLAY: Record<string, string> = {
 const liveRequests = new Map<number, string>();
 let requestHook: { disable(): unknown } | null = null;
 
-function trackPromisesSupported(): boolean {
-  try {
-    // Where the option exists, it refuses this combination; elsewhere it is ignored.
-    asyncHooks.createHook({ trackPromises: false, promiseResolve() {} } as asyncHooks.HookCallbacks);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-if (!LISTS_REQUESTS && process.execArgv.includes('--single-threaded') && trackPromisesSupported()) {
+if (!LISTS_REQUESTS && process.execArgv.includes('--single-threaded')) {
   requestHook = asyncHooks.createHook({
     trackPromises: false,
     init(id: number, type: string) {
