@@ -88,6 +88,7 @@ export interface Binding {
   /** 16 bytes from getrandom(2) as four words. */
   seed(): Uint32Array;
   activeRequests(): number;
+  terminate(): boolean;
   reapPidfd(fd: number): { code: number | null; signal: number } | null;
   pidfdKill(fd: number, signal: number): number;
   pidfdOpen(pid: number): number;

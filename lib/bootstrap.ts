@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
 import { attach } from './attach';
 import { fromWire } from './handoff';
-import { dynamicImport } from './util';
+import { dynamicImport, exitCodeOf } from './util';
 import type { BootPayload } from './process';
 
 
@@ -41,7 +41,8 @@ async function main(): Promise<number> {
     }
   }
   const result = await (fn as (...a: unknown[]) => unknown)(...args);
-  return typeof result === 'number' && Number.isInteger(result) && result >= 0 && result <= 255 ? result : 0;
+  // A number that is an exit code; else process.exitCode if the target set it; else 0.
+  return exitCodeOf(result);
 }
 
 // Node runs no cleanup hooks on process.exit(): give back this process's slot

@@ -154,3 +154,14 @@ export function resolveModule(spec: string | URL): string {
     return spec; // a bare name the child may still resolve; it reports if not
   }
 }
+
+/**
+ * The code a Process target or a fork(main) child exits with for its result: a number that is an
+ * exit code, else `process.exitCode` if it was set (the target set it), else 0.
+ */
+export function exitCodeOf(v: unknown): number {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 255) return v;
+  const c = process.exitCode;
+  const n = typeof c === 'string' && /^-?\d+$/.test(c) ? Number(c) : c;
+  return typeof n === 'number' && Number.isInteger(n) ? n & 0xff : 0;
+}

@@ -2,6 +2,11 @@
 // child's native fixups (event loop, token, inherited references, async
 // waits that belong to the parent), and _exit.
 #include <uv.h>
+// V8's headers are not written for this project's warning flags.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#include <v8.h>
+#pragma GCC diagnostic pop
 
 #include "core/fork.h"
 #include "core/platform.h"
@@ -94,6 +99,21 @@ Napi::Value ActiveRequests(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), loop->active_reqs.count);
 }
 
+// Starts V8's termination of the running JavaScript: an exception no catch
+// and no finally sees, which unwinds every JS frame down to the native code
+// that called into JS (the event loop's callback, or Node's start-up), where
+// it ends. fork(main) uses it in the child to leave the code that called
+// fork() without running any of it (docs/fork.md, hazard 19). Only
+// v8::Isolate::GetCurrent() and TerminateExecution() are used: both exported
+// by every Node line forksafe supports (the same calls worker.terminate()
+// makes), so the addon stays loadable across Node versions.
+Napi::Value Terminate(const Napi::CallbackInfo& info) {
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (isolate == nullptr) return Napi::Boolean::New(info.Env(), false);
+  isolate->TerminateExecution();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 }  // namespace
 
 void RegisterFork(Napi::Env env, Napi::Object exports) {
@@ -103,6 +123,7 @@ void RegisterFork(Napi::Env env, Napi::Object exports) {
   exports.Set("token", Napi::Function::New(env, Token, "token"));
   exports.Set("pid", Napi::Function::New(env, Pid, "pid"));
   exports.Set("seed", Napi::Function::New(env, Seed, "seed"));
+  exports.Set("terminate", Napi::Function::New(env, Terminate, "terminate"));
   exports.Set("activeRequests", Napi::Function::New(env, ActiveRequests, "activeRequests"));
 }
 
