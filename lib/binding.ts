@@ -89,6 +89,7 @@ export interface Binding {
   seed(): Uint32Array;
   activeRequests(): number;
   terminate(): boolean;
+  threads(): Array<[tid: number, name: string]>;
   reapPidfd(fd: number): { code: number | null; signal: number } | null;
   pidfdKill(fd: number, signal: number): number;
   pidfdOpen(pid: number): number;

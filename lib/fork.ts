@@ -9,7 +9,7 @@ import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType } from './
 import { setToken } from './runtime';
 import { forgetAfterFork } from './async';
 import { timeoutOf, validateObject } from './validate';
-import { ExitInfo, exitCodeOf, exitInfo, unknownSignal, validSignal } from './util';
+import { ExitInfo, exitCodeOf, exitInfo, moduleHooksSuspected, unknownSignal, validSignal } from './util';
 
 export type { ExitInfo };
 
@@ -37,11 +37,69 @@ export function atfork(h: AtforkHooks): () => void {
 
 // ---- safety ----------------------------------------------------------------------
 
-const liveWorkers = new Set<object>();
-process.on('worker', (w: { once(e: string, f: () => void): void }) => {
+// Workers as Node reports them (on a later tick): a second census beside the
+// threads' (below), with the worker's threadId, which is -1 once it has exited.
+const liveWorkers = new Set<{ threadId: number }>();
+process.on('worker', (w: { threadId: number; once(e: string, f: () => void): void }) => {
   liveWorkers.add(w);
   w.once('exit', () => liveWorkers.delete(w));
 });
+
+// ---- threads ----------------------------------------------------------------------
+// A thread running besides the main one is the seed hazard itself: it can hold
+// a lock (a forksafe one, malloc's, V8's) at the instant of fork(), and the
+// child would have the lock and not the thread. forkSafety() therefore counts
+// the process's real threads (/proc/self/task), whatever started them: a
+// Worker created in this very tick (already running), one started by a module
+// that ran before forksafe was loaded, a native addon's thread. What it leaves
+// out are the threads of Node and libuv that are idle by construction in a
+// --single-threaded process, and forksafe's own waiter threads (parked around
+// fork()):
+// - Node's platform: the delayed-task scheduler, the V8 worker pool (no work is
+//   posted to it under --single-threaded; on V8 14 with --minor-ms either,
+//   hazard 4b), the SIGUSR1 inspector watchdog (sleeps in sem_wait);
+// - libuv's threadpool: work in flight on it is refused by the request count.
+// Node 24+ names these threads; Node 22 leaves Node's own with the main
+// thread's name. There they are told apart by count and age: Node starts
+// them before any JavaScript runs, so they are the oldest threads after the
+// main one, as many as the V8 pool size (--v8-pool-size, default 4) plus the
+// watchdog (unless --disable-sigusr1).
+const NODE_HELPER = /^(?:node-)?(?:DelayedTaskSche|V8Worker|SignalInspector)$/;
+const LIBUV_POOL = /^(?:node-)?libuv-worker$/;
+const OWN_THREAD = /^forksafe-/;
+
+function nodeFlag(name: string): string | undefined {
+  const all = [...process.execArgv, ...((process.env.NODE_OPTIONS ?? '').split(/\s+/))];
+  let v: string | undefined;
+  for (let i = 0; i < all.length; i++) {
+    const a = all[i];
+    if (a === name) v = all[i + 1]?.startsWith('--') === false ? all[i + 1] : '';
+    else if (a.startsWith(`${name}=`)) v = a.slice(name.length + 1);
+  }
+  return v;
+}
+
+/** How many of Node's own threads carry no name of their own (Node 22: all but the scheduler). */
+function unnamedNodeHelpers(named: boolean): number {
+  if (named) return 0;
+  const flag = nodeFlag('--v8-pool-size');
+  let pool = flag === undefined || flag === '' ? 4 : Number(flag);
+  if (!Number.isInteger(pool) || pool < 0) pool = 4;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  if (pool === 0) pool = Math.max(1, (require('node:os') as typeof import('node:os')).availableParallelism() - 1);
+  const watchdog = process.features.inspector && nodeFlag('--disable-sigusr1') === undefined ? 1 : 0;
+  return pool + watchdog;
+}
+
+/** The names of the threads running besides this one that fork() would lose. */
+export function foreignThreads(): string[] {
+  const threads = binding.threads();
+  const named = threads.some(([, n]) => /V8Worker$/.test(n)) || Number(process.versions.node.split('.')[0]) >= 24;
+  const rest = threads
+    .filter(([, n]) => !NODE_HELPER.test(n) && !LIBUV_POOL.test(n) && !OWN_THREAD.test(n))
+    .sort((a, b) => a[0] - b[0]);
+  return rest.slice(Math.min(unnamedNodeHelpers(named), rest.length)).map(([tid, n]) => `${n || '?'} (tid ${tid})`);
+}
 
 // Module customization hooks registered with module.register() run on a
 // thread of their own, which a forked child does not have: its import() would
@@ -152,8 +210,16 @@ export function forkSafety(): { safe: boolean; reasons: string[] } {
         'start node with --single-threaded --minor-ms (see forkFlags())',
     );
   }
-  if (liveWorkers.size > 0) {
-    reasons.push(`${liveWorkers.size} worker_thread(s) running (a child would have none of them); terminate them first`);
+  const foreign = foreignThreads();
+  const workers = [...liveWorkers].filter((w) => w.threadId >= 0).length;
+  if (workers > 0 || foreign.length > 0) {
+    const n = Math.max(workers, foreign.length);
+    const hooks = moduleHooksSuspected();
+    reasons.push(
+      `${n} thread(s) running besides this one (worker_threads or native threads${foreign.length ? `: ${foreign.join(', ')}` : ''}): ` +
+        'one may hold a lock at the instant of fork(), and the child would have the lock but not the thread; terminate them first' +
+        (hooks ? ` (node was started with ${hooks}: module customization hooks run on a thread of their own, and a child's import() would wait for it forever)` : ''),
+    );
   }
   if (hooksRegistered !== null) {
     reasons.push(

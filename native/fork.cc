@@ -2,6 +2,8 @@
 // child's native fixups (event loop, token, inherited references, async
 // waits that belong to the parent), and _exit.
 #include <uv.h>
+
+#include <vector>
 // V8's headers are not written for this project's warning flags.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -114,6 +116,28 @@ Napi::Value Terminate(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// This process's other threads as [tid, name] pairs (forkSafety() counts
+// what is really running, whatever started it).
+Napi::Value Threads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  static constexpr int kMax = 4096;
+  std::vector<ThreadName> buf(kMax);
+  int n = other_threads(buf.data(), kMax);
+  if (n < 0) {
+    ThrowSystemError(env, n, "opendir /proc/self/task");
+    return env.Undefined();
+  }
+  int shown = n < kMax ? n : kMax;
+  Napi::Array out = Napi::Array::New(env, static_cast<size_t>(shown));
+  for (int i = 0; i < shown; i++) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, Napi::Number::New(env, buf[i].tid));
+    pair.Set(1u, Napi::String::New(env, buf[i].name));
+    out.Set(i, pair);
+  }
+  return out;
+}
+
 }  // namespace
 
 void RegisterFork(Napi::Env env, Napi::Object exports) {
@@ -123,6 +147,7 @@ void RegisterFork(Napi::Env env, Napi::Object exports) {
   exports.Set("token", Napi::Function::New(env, Token, "token"));
   exports.Set("pid", Napi::Function::New(env, Pid, "pid"));
   exports.Set("seed", Napi::Function::New(env, Seed, "seed"));
+  exports.Set("threads", Napi::Function::New(env, Threads, "threads"));
   exports.Set("terminate", Napi::Function::New(env, Terminate, "terminate"));
   exports.Set("activeRequests", Napi::Function::New(env, ActiveRequests, "activeRequests"));
 }

@@ -65,11 +65,11 @@ function runFixture(
 ): Promise<Ran> {
   // What docs/fork.md tells users to run with: forkFlags() (--minor-ms too on Node 26, see the 'V8 14' test).
   const flags = [...(opts.singleThreaded === false ? [] : forkFlags()), ...(opts.flags ?? [])];
-  // cleanEnv: started through `env -i`, as a user's program is: tap's process
+  // Started through `env -i` (cleanEnv: false keeps the environment), as a user's program is: tap's process
   // tracker puts its --import (module hooks, whose thread a child lacks) back into
   // the NODE_OPTIONS of every process spawned here, whatever fixtureEnv() removed.
   const argv = [...flags, fixture(name), ...args];
-  const [cmd, cmdArgs] = opts.cleanEnv
+  const [cmd, cmdArgs] = opts.cleanEnv !== false
     ? ['env', ['-i', `PATH=${process.env.PATH ?? ''}`, `HOME=${process.env.HOME ?? ''}`, process.execPath, ...argv]]
     : [process.execPath, argv];
   return new Promise((resolve) => {

@@ -26,6 +26,15 @@ void slot_addref_inherited(uint32_t seg, uint64_t off, int64_t n);
 // the parent's O_NONBLOCK flag is not shared. Files, ttys and sockets are left.
 void stdio_own_blocking();
 
+// This process's threads other than the calling one: tid and name
+// (/proc/self/task/<tid>/comm, at most 15 bytes), up to `max` of them.
+// Returns how many threads there are (may exceed max), or -errno.
+struct ThreadName {
+  uint32_t tid;
+  char name[16];
+};
+int other_threads(ThreadName* out, int max);
+
 // _exit(2): ends the process without atexit handlers or static destructors
 // (Node's teardown would touch threads a forked child does not have).
 [[noreturn]] void exit_now(int code);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <dirent.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -116,5 +117,37 @@ void stdio_own_blocking() {
 }
 
 void exit_now(int code) { _exit(code); }
+
+int other_threads(ThreadName* out, int max) {
+  DIR* d = opendir("/proc/self/task");
+  if (!d) return -errno;
+  const uint32_t me = self_tid();
+  int n = 0;
+  while (struct dirent* e = readdir(d)) {
+    char* endp = nullptr;
+    unsigned long tid = strtoul(e->d_name, &endp, 10);
+    if (e->d_name[0] < '0' || e->d_name[0] > '9' || *endp != '\0' || tid == me) continue;
+    if (n < max) {
+      char path[64];
+      snprintf(path, sizeof path, "/proc/self/task/%lu/comm", tid);
+      out[n].tid = static_cast<uint32_t>(tid);
+      char* name = out[n].name;
+      name[0] = '\0';
+      int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        ssize_t r = read(fd, name, 15);
+        close(fd);
+        if (r < 0) r = 0;
+        name[r] = '\0';
+        if (r > 0 && name[r - 1] == '\n') name[r - 1] = '\0';
+      }
+      // A thread that ended between readdir and open keeps an empty name: it
+      // is still counted (it was running a moment ago).
+    }
+    n++;
+  }
+  closedir(d);
+  return n;
+}
 
 }  // namespace forksafe

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -425,10 +426,18 @@ int async_submit(AsyncOp* op) {
       sigfillset(&all);
       pthread_sigmask(SIG_SETMASK, &all, &old);
       pthread_t th;
+      // Named "forksafe-wait", so that forkSafety() knows it for one of
+      // forksafe's own (parked around fork()) and top -H shows it. The name
+      // is inherited from this thread, set around pthread_create: named from
+      // inside, a fork() right after this call could see it unnamed.
+      char saved[17] = {0};
+      prctl(PR_GET_NAME, saved, 0, 0, 0);
+      prctl(PR_SET_NAME, "forksafe-wait", 0, 0, 0);
       int e = pthread_create(&th, nullptr, [](void* p) -> void* {
         run(static_cast<WaiterThread*>(p));
         return nullptr;
       }, target);
+      prctl(PR_SET_NAME, saved, 0, 0, 0);
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
       if (e != 0) {
         delete target;
