@@ -350,8 +350,8 @@ export class ForkProcess {
       if (opts.env) replaceEnv(opts.env);
     };
     const t0 = opts.target;
-    // A function target runs synchronously inside fork(): a synchronous one
-    // exits there, so none of the caller's code (catch/finally) runs in the child.
+    // The target runs as fork()'s main: none of the caller's code (catch,
+    // finally, an awaiting caller) runs in the child (docs/fork.md, hazard 19).
     const child = (typeof t0 === 'function'
       ? fork(() => {
         setup();
