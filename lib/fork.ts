@@ -91,6 +91,26 @@ function unnamedNodeHelpers(named: boolean): number {
   return pool + watchdog;
 }
 
+// Under qemu-user (an arm64 Node on an x86-64 machine), the emulator runs one
+// thread of its own in every process (its RCU thread, started before the
+// program and again in a forked child; qemu takes its locks around fork()
+// itself). qemu answers /proc/self/exe with the program, the kernel's
+// /proc/thread-self/exe names qemu.
+let emulatorThreadCount: number | undefined;
+function emulatorThreads(): number {
+  if (emulatorThreadCount === undefined) {
+    emulatorThreadCount = 0;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const fs = require('node:fs') as typeof import('node:fs');
+      if (/^qemu-/.test(fs.readlinkSync('/proc/thread-self/exe').split('/').pop() ?? '')) emulatorThreadCount = 1;
+    } catch {
+      /* no /proc/thread-self: not emulated */
+    }
+  }
+  return emulatorThreadCount;
+}
+
 /** The names of the threads running besides this one that fork() would lose. */
 export function foreignThreads(): string[] {
   const threads = binding.threads();
@@ -98,7 +118,9 @@ export function foreignThreads(): string[] {
   const rest = threads
     .filter(([, n]) => !NODE_HELPER.test(n) && !LIBUV_POOL.test(n) && !OWN_THREAD.test(n))
     .sort((a, b) => a[0] - b[0]);
-  return rest.slice(Math.min(unnamedNodeHelpers(named), rest.length)).map(([tid, n]) => `${n || '?'} (tid ${tid})`);
+  // The oldest: the emulator's, then (Node 22) Node's own unnamed ones.
+  const runtime = emulatorThreads() + unnamedNodeHelpers(named);
+  return rest.slice(Math.min(runtime, rest.length)).map(([tid, n]) => `${n || '?'} (tid ${tid})`);
 }
 
 // Module customization hooks registered with module.register() run on a
