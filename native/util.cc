@@ -38,6 +38,11 @@ void BufferView::Release() {
 
 EnvData* GetEnvData(Napi::Env env) { return env.GetInstanceData<EnvData>(); }
 
+double TimeoutArg(const Napi::CallbackInfo& info, size_t i) {
+  double t = ArgF64(info, i, -1);
+  return (t >= 0 && t < kForeverMs) ? t : -1;  // NaN fails the test: forever
+}
+
 void NoteView(Napi::Env env, uint32_t seg, int64_t delta) {
   EnvData* d = GetEnvData(env);
   if (!d) return;

@@ -57,6 +57,10 @@ inline double ArgF64(const Napi::CallbackInfo& info, size_t i, double dflt) {
 inline bool ArgBool(const Napi::CallbackInfo& info, size_t i) {
   return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
 }
+// A timeout argument in ms. NaN, negatives and values at or beyond what the
+// kernel can express (kForeverMs, ~292 years) mean forever (-1), as
+// lib/validate.ts's parseTimeout() maps them before they get here.
+double TimeoutArg(const Napi::CallbackInfo& info, size_t i);
 
 // Registration of each binding file's functions.
 void RegisterArena(Napi::Env env, Napi::Object exports);
