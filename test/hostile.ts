@@ -636,6 +636,28 @@ t.test('methods and getters called on a foreign `this` throw TypeError ERR_INVAL
   probe.close();
 });
 
+t.test('attach() reads a handle once: getters that change their answer cannot steer it', async (t) => {
+  const l = new Lock();
+  t.teardown(() => l.close());
+  const h = l.handle() as unknown as Record<string, unknown>;
+  let reads = 0;
+  const shifty = { ...h, get type() { return ++reads <= 2 ? 'Lock' : 'toString'; } };
+  const r = await outcome(() => attach<Lock>(shifty));
+  const got = r.value as Lock | undefined;
+  t.notOk(r.error, `a handle with a shifting getter attaches what it first said (${r.error ? describe(r.error) : 'ok'})`);
+  t.equal(reads, 1, 'its getter was read once');
+  if (got) {
+    t.ok(got instanceof Lock, 'a Lock');
+    got.close();
+  }
+  const thrower = { ...h, get segment() { throw new Error('no'); } };
+  t.equal(((await outcome(() => attach(thrower))).error as Err | undefined)?.code, 'ERR_FORKSAFE_BAD_HANDLE', 'a getter that throws: ERR_FORKSAFE_BAD_HANDLE');
+  const px = new Proxy(h, {});
+  const rp = await outcome(() => attach<Lock>(px));
+  t.ok(rp.value instanceof Lock || (rp.error as Err | undefined)?.code === 'ERR_FORKSAFE_BAD_HANDLE', 'a Proxy of a handle: attached from its data, or ERR_FORKSAFE_BAD_HANDLE');
+  (rp.value as Lock | undefined)?.close();
+});
+
 // ---- §4: Process args that cannot be cloned ------------------------------------------
 
 t.test('a Process arg that cannot be cloned: coded TypeError naming its index, nothing spawned', async (t) => {
