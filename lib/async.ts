@@ -9,7 +9,7 @@
 // rejects, so nothing is left acquired.
 import { binding } from './binding';
 import { ClosedError } from './errors';
-import { validateObject, parseTimeout, validateSignal } from './validate';
+import { validateObject, parseTimeout, validateSignal, offAbort, onAbort, signalReason } from './validate';
 
 export const CANCELLED = 100;
 
@@ -37,11 +37,17 @@ export function init(): void {
   });
 }
 
+/**
+ * Reads and validates async options (each property once). Call it before
+ * checking `closed` and before touching shared memory: a getter here may run
+ * any code, close() included.
+ */
 export function parseAsyncOptions(opts: unknown): { timeout: number; signal: AbortSignal | undefined } {
   if (opts === undefined) return { timeout: -1, signal: undefined };
   validateObject('options', opts);
   const o = opts as AsyncOptions;
-  return { timeout: parseTimeout(o.timeout, 'options.timeout'), signal: validateSignal('options.signal', o.signal) };
+  const timeout = parseTimeout(o.timeout, 'options.timeout');
+  return { timeout, signal: validateSignal('options.signal', o.signal) };
 }
 
 /** What an object with pending async waits needs: a set to register them in. */
@@ -60,53 +66,70 @@ export interface Completion<T> {
 /**
  * Submits via `submit` (which returns the native op id) and returns the
  * promise of its completion. Abort and close are wired to cancellation.
+ *
+ * Everything that may throw happens before the native wait is armed, and
+ * nothing after it can: a wait armed by submit() always has its completion
+ * registered, so it can never take a unit or a lock that nobody awaits.
+ * `signal` must come from validateSignal() (a real AbortSignal: its listener
+ * is added through EventTarget's own method, running no user code).
  */
 export function wait<T>(owner: Waitable, signal: AbortSignal | undefined, submit: () => number,
   c: Completion<T>, onIdle: () => void): Promise<T> {
   init();
-  const id = submit();
-  return new Promise<T>((resolve, reject) => {
-    let aborted: unknown = undefined;
-    let isAborted = false;
-    const onAbort = (): void => {
-      isAborted = true;
-      aborted = signal?.reason;
-      binding.asyncCancel(id);
-    };
-    if (signal) signal.addEventListener('abort', onAbort, { once: true });
-    owner._pending ??= new Set();
-    owner._pending.add(id);
-    pending.set(id, {
-      reject(reason) {
-        if (signal) signal.removeEventListener('abort', onAbort);
-        owner._pending?.delete(id);
-        reject(reason);
-      },
-      settle(status, index) {
-        if (signal) signal.removeEventListener('abort', onAbort);
-        owner._pending?.delete(id);
-        const closed = owner._closedReason;
-        if (isAborted || closed) {
-          if (status !== CANCELLED && c.undo) {
-            try {
-              c.undo(status);
-            } catch {
-              // the object may be closed under us; nothing more to give back
-            }
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  let id = 0;
+  let aborted: unknown = undefined;
+  let isAborted = false;
+  const abort = (): void => {
+    isAborted = true;
+    aborted = signalReason(signal as AbortSignal);
+    if (id > 0) binding.asyncCancel(id);
+  };
+  if (signal) onAbort(signal, abort);
+  try {
+    id = submit(); // arms the native wait: the last step that may throw
+  } catch (e) {
+    if (signal) offAbort(signal, abort);
+    throw e;
+  }
+  owner._pending ??= new Set();
+  owner._pending.add(id);
+  pending.set(id, {
+    reject(reason) {
+      if (signal) offAbort(signal, abort);
+      owner._pending?.delete(id);
+      reject(reason);
+    },
+    settle(status, index) {
+      if (signal) offAbort(signal, abort);
+      owner._pending?.delete(id);
+      const closed = owner._closedReason;
+      if (isAborted || closed) {
+        if (status !== CANCELLED && c.undo) {
+          try {
+            c.undo(status);
+          } catch {
+            // the object may be closed under us; nothing more to give back
           }
-          if (owner._pending?.size === 0) onIdle();
-          reject(isAborted ? aborted : closed);
-          return;
         }
         if (owner._pending?.size === 0) onIdle();
-        try {
-          resolve(c.map(status, index));
-        } catch (e) {
-          reject(e);
-        }
-      },
-    });
+        reject(isAborted ? aborted : closed);
+        return;
+      }
+      if (owner._pending?.size === 0) onIdle();
+      try {
+        resolve(c.map(status, index));
+      } catch (e) {
+        reject(e);
+      }
+    },
   });
+  return promise;
 }
 
 /** Cancels every pending wait of `owner`; they reject with ClosedError. */

@@ -15,6 +15,14 @@ export function attach<T = unknown>(handle: unknown): T {
     } catch {
       throw badHandle('not JSON');
     }
+  } else if (h !== null && typeof h === 'object') {
+    // A handle is plain data: copied once, so that getters or a Proxy cannot
+    // pass the checks below and then answer differently when the fields are used.
+    try {
+      h = JSON.parse(JSON.stringify(h));
+    } catch {
+      throw badHandle('not plain data (it cannot be copied as JSON)');
+    }
   }
   const b = checkBaseHandle(h);
   if (!TYPES.includes(b.type)) throw badHandle(`unknown type '${String(b.type)}'`);

@@ -2,13 +2,13 @@
 // the generation word (slot +16); the arrivals' tokens are recorded so that a
 // dead waiter breaks the barrier for everyone (BrokenBarrierError).
 import { binding } from './binding';
-import { BrokenBarrierError } from './errors';
+import { BrokenBarrierError, invalidThis } from './errors';
 import { BARRIER_BROKEN_I, BARRIER_COUNT_I, BARRIER_PARTIES_I, KIND, MAX_PARTIES, S, barrierUnits } from './layout';
 import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, TOKEN, unexpected } from './runtime';
-import { parseTimeout, validateInteger, validateObject } from './validate';
+import { parseTimeout, signalAborted, signalReason, validateInteger, validateObject, validateSignal } from './validate';
 import type { WaitOptions } from './event';
-import { AsyncOptions, init as initAsync, parseAsyncOptions, wait } from './async';
+import { AsyncOptions, init as initAsync, wait } from './async';
 
 export interface BarrierOptions {
   /** Default timeout of wait() in ms; a wait that times out breaks the barrier. */
@@ -16,6 +16,7 @@ export interface BarrierOptions {
 }
 
 export class Barrier extends Primitive {
+  #barrier = true;
   /** @internal */ _timeout: Float64Array | null = null;
 
   constructor(parties: number, opts?: BarrierOptions) {
@@ -34,16 +35,26 @@ export class Barrier extends Primitive {
     this._timeout = new Float64Array(this._buf as ArrayBuffer, this._off + 48, 1);
   }
 
+  /** @internal Whether `o` is a real Barrier. */
+  static _isBarrier(o: unknown): o is Barrier {
+    return typeof o === 'object' && o !== null && #barrier in o;
+  }
+
+  // Every public method validates `this` and reads its arguments first (a
+  // getter there may run any code, close() included), then checks `closed`,
+  // then touches shared memory.
+
   /** Waits for all parties; returns this caller's arrival index (0 .. parties-1). */
   wait(opts?: WaitOptions): number {
-    if (!this._i32) this._closed();
-    const dflt = (this._timeout as Float64Array)[0];
-    let timeout = dflt;
+    if (!Barrier._isBarrier(this)) throw invalidThis('Barrier');
+    let timeout: number | undefined;
     if (opts !== undefined) {
       validateObject('options', opts);
-      if (opts.timeout !== undefined) timeout = parseTimeout(opts.timeout, 'options.timeout');
+      const t = opts.timeout;
+      if (t !== undefined) timeout = parseTimeout(t, 'options.timeout');
     }
-    const r = binding.barrierWait(this._buf as ArrayBuffer, this._off, TOKEN, timeout);
+    if (!this._i32) this._closed();
+    const r = binding.barrierWait(this._buf as ArrayBuffer, this._off, TOKEN, timeout ?? (this._timeout as Float64Array)[0]);
     if (typeof r === 'number') throw unexpected(r, 'Barrier.wait()');
     const [st, index] = r;
     if (st === S.OK) return index;
@@ -62,15 +73,18 @@ export class Barrier extends Primitive {
    */
   waitAsync(opts?: AsyncOptions): Promise<number> {
     try {
-      if (!this._i32) this._closed();
-      let timeout = (this._timeout as Float64Array)[0];
+      if (!Barrier._isBarrier(this)) throw invalidThis('Barrier');
+      let timeout: number | undefined;
       let signal: AbortSignal | undefined;
       if (opts !== undefined) {
-        const o = parseAsyncOptions(opts);
-        signal = o.signal;
-        if ((opts as AsyncOptions).timeout !== undefined) timeout = o.timeout;
+        validateObject('options', opts);
+        const t = (opts as AsyncOptions).timeout;
+        if (t !== undefined) timeout = parseTimeout(t, 'options.timeout');
+        signal = validateSignal('options.signal', (opts as AsyncOptions).signal);
       }
-      if (signal?.aborted) return Promise.reject(signal.reason);
+      if (!this._i32) this._closed();
+      timeout ??= (this._timeout as Float64Array)[0];
+      if (signalAborted(signal)) return Promise.reject(signalReason(signal as AbortSignal));
       const buf = this._buf as ArrayBuffer, off = this._off, seg = this._seg;
       const broken = (): BrokenBarrierError => new BrokenBarrierError(
         'Barrier.waitAsync(): the barrier is broken (aborted, reset while waiting, a wait timed out, or a waiter died)');
@@ -93,6 +107,7 @@ export class Barrier extends Primitive {
 
   /** Returns the barrier to its initial state; current waiters get BrokenBarrierError. */
   reset(): void {
+    if (!Barrier._isBarrier(this)) throw invalidThis('Barrier');
     if (!this._i32) this._closed();
     const st = binding.barrierReset(this._buf as ArrayBuffer, this._off, TOKEN);
     if (st !== S.OK) throw unexpected(st, 'Barrier.reset()');
@@ -100,27 +115,32 @@ export class Barrier extends Primitive {
 
   /** Breaks the barrier: current and future waiters get BrokenBarrierError until reset(). */
   abort(): void {
+    if (!Barrier._isBarrier(this)) throw invalidThis('Barrier');
     if (!this._i32) this._closed();
     const st = binding.barrierAbort(this._buf as ArrayBuffer, this._off, TOKEN);
     if (st !== S.OK) throw unexpected(st, 'Barrier.abort()');
   }
 
   get parties(): number {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !Barrier._isBarrier(this)) barrierGone(this);
     return i32[this._base + BARRIER_PARTIES_I];
   }
 
   get nWaiting(): number {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !Barrier._isBarrier(this)) barrierGone(this);
     return Atomics.load(i32, this._base + BARRIER_COUNT_I);
   }
 
   get broken(): boolean {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !Barrier._isBarrier(this)) barrierGone(this);
     return Atomics.load(i32, this._base + BARRIER_BROKEN_I) !== 0;
   }
 
   handle(): BaseHandle {
+    if (!Barrier._isBarrier(this)) throw invalidThis('Barrier');
     return this._handle('Barrier');
   }
 
@@ -128,4 +148,8 @@ export class Barrier extends Primitive {
   override _beforeClose(): void {
     this._timeout = null;
   }
+}
+
+function barrierGone(self: unknown): never {
+  return Primitive._gone(self, Barrier._isBarrier, 'Barrier');
 }

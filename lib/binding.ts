@@ -63,7 +63,11 @@ export interface Binding {
 
   shmCreate(ctx: number, size: number, name: string | null, persistent: boolean): [number, number];
   shmOpenName(name: string): [number, number];
-  shmUnlink(name: string): number;
+  /**
+   * SharedMemory.unlink(): with `id`, marks that segment unlinked (attach refuses it); then
+   * removes a non-empty persistent `name`. Throws ENOENT for a second unlink (see native/shm.cc).
+   */
+  shmUnlink(name: string | null, id?: string, unlinkedHere?: boolean): number;
 
   asyncInit(cb: (id: number, status: number, index: number) => void): void;
   asyncLock(seg: number, buf: ArrayBuffer, off: number, token: number, recursive: boolean, timeout: number): number;

@@ -3,13 +3,13 @@
 // threads waiting at that moment, in any process. The lock is a separate
 // Lock/RLock of the same context (a new RLock by default, as in Python).
 import { binding } from './binding';
-import { ClosedError, ContextError, NotOwnerError, NotRecoverableError, OwnerDiedError, invalidArgType } from './errors';
+import { ContextError, NotOwnerError, NotRecoverableError, OwnerDiedError, invalidArgType, invalidThis } from './errors';
 import { KIND, LOCK_DIED_PID_I, LOCK_DIED_TID_I, S } from './layout';
 import { Lock, LockBase, LockGuard, RLock, AcquireOptions } from './lock';
 import { Primitive, contextOf, takeAttach, constructAttached } from './primitive';
 import { BaseHandle, TOKEN, checkBaseHandle, unexpected } from './runtime';
 import { getContext } from './context';
-import { timeoutOf, validateFunction, validateInteger } from './validate';
+import { signalAborted, signalReason, timeoutOf, validateFunction, validateInteger } from './validate';
 import { AsyncOptions, parseAsyncOptions, wait } from './async';
 import type { WaitOptions } from './event';
 import { badHandle } from './errors';
@@ -19,6 +19,7 @@ export interface ConditionHandle extends BaseHandle {
 }
 
 export class Condition extends Primitive {
+  #condition = true;
   /** @internal */ _lock: LockBase;
   /** @internal */ _ownsLock: boolean;
 
@@ -45,7 +46,7 @@ export class Condition extends Primitive {
         this._lock = new (getContext(method).RLock)();
         this._ownsLock = true;
       } else {
-        if (!(lock instanceof LockBase)) throw invalidArgType('lock', 'an instance of Lock or RLock', lock);
+        if (!LockBase._isLock(lock)) throw invalidArgType('lock', 'an instance of Lock or RLock', lock);
         if (lock.closed) lock._closed();
         if (lock._method !== method) {
           throw new ContextError(
@@ -58,6 +59,11 @@ export class Condition extends Primitive {
       }
       this._create(method, KIND.Condition, 1);
     }
+  }
+
+  /** @internal Whether `o` is a real Condition. */
+  static _isCond(o: unknown): o is Condition {
+    return typeof o === 'object' && o !== null && #condition in o;
   }
 
   /** @internal A wait's status: notified (true), timed out (false), or the lock's recovery errors. */
@@ -81,32 +87,51 @@ export class Condition extends Primitive {
 
   /** The underlying lock. */
   get lock(): Lock | RLock {
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
     return this._lock as Lock | RLock;
   }
 
-  acquire(opts?: AcquireOptions): boolean {
+  /** @internal The lock, after checking that neither it nor this condition is closed. */
+  _live(): LockBase {
     if (!this._i32) this._closed();
-    return this._lock.acquire(opts);
+    const lock = this._lock;
+    if (!lock._i32) lock._closed();
+    return lock;
+  }
+
+  // Every public method validates `this` and reads its arguments first (a
+  // getter there may run any code, close() included), then checks `closed`,
+  // then touches shared memory. *T methods take validated arguments.
+
+  acquire(opts?: AcquireOptions): boolean {
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
+    const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    return this._live()._acquireT(timeout);
   }
 
   release(): void {
-    if (!this._i32) this._closed();
-    this._lock.release();
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
+    this._live().release();
   }
 
   lockGuard(opts?: AcquireOptions): LockGuard {
-    if (!this._i32) this._closed();
-    return this._lock.lock(opts);
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
+    const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    return this._live()._lockT(timeout);
   }
 
   /** Releases the lock, waits for notify (true) or the timeout (false), re-acquires the lock. */
   wait(opts?: WaitOptions): boolean {
-    const lock = this._lock;
-    if (!this._i32) this._closed();
-    if (!lock._i32) lock._closed();
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
+    return this._waitT(opts === undefined ? -1 : timeoutOf(opts));
+  }
+
+  /** @internal wait() with a validated timeout. */
+  _waitT(timeout: number): boolean {
+    const lock = this._live();
     const st = binding.condWait(
       lock._buf as ArrayBuffer, lock._off, lock._recursive,
-      this._buf as ArrayBuffer, this._off, TOKEN, opts === undefined ? -1 : timeoutOf(opts),
+      this._buf as ArrayBuffer, this._off, TOKEN, timeout,
     );
     if (st === S.NOT_OWNER) throw new NotOwnerError('Condition.wait(): cannot wait on an un-acquired lock');
     return this._result(st, 'Condition.wait()');
@@ -114,18 +139,19 @@ export class Condition extends Primitive {
 
   /** Waits until pred() is truthy; returns its last value as a boolean (false on timeout). */
   waitFor(pred: () => boolean, opts?: WaitOptions): boolean {
-    if (!this._i32) this._closed();
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
     validateFunction('pred', pred);
     const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    this._live();
     const end = timeout < 0 ? Infinity : performance.now() + timeout;
     let result = pred();
     while (!result) {
-      let wait: number | undefined;
+      let left = -1;
       if (end !== Infinity) {
-        wait = end - performance.now();
-        if (wait <= 0) break;
+        left = end - performance.now();
+        if (left <= 0) break;
       }
-      this.wait(wait === undefined ? undefined : { timeout: wait });
+      this._waitT(left); // checks `closed` again: pred() may have closed us
       result = pred();
     }
     return Boolean(result);
@@ -139,63 +165,75 @@ export class Condition extends Primitive {
    */
   waitAsync(opts?: AsyncOptions): Promise<boolean> {
     try {
+      if (!Condition._isCond(this)) throw invalidThis('Condition');
       const { timeout, signal } = parseAsyncOptions(opts);
-      const lock = this._lock;
-      if (!this._i32) this._closed();
-      if (!lock._i32) lock._closed();
-      if (signal?.aborted) return Promise.reject(signal.reason);
-      const lbuf = lock._buf as ArrayBuffer, loff = lock._off, lseg = lock._seg, rec = lock._recursive;
-      const cbuf = this._buf as ArrayBuffer, coff = this._off, cseg = this._seg;
-      return wait(this, signal, () => {
-        const id = binding.asyncCond(lseg, lbuf, loff, rec, cseg, cbuf, coff, TOKEN, timeout);
-        if (id === -S.NOT_OWNER) throw new NotOwnerError('Condition.waitAsync(): cannot wait on an un-acquired lock');
-        if (id < 0) throw badHandle('condition slot is not valid');
-        return id;
-      }, {
-        map: (st) => this._result(st, 'Condition.waitAsync()'),
-      }, () => this._idle());
+      return this._waitAsyncT(timeout, signal);
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
+  /** @internal waitAsync() with validated options; may throw (callers reject). */
+  _waitAsyncT(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
+    const lock = this._live();
+    if (signalAborted(signal)) return Promise.reject(signalReason(signal as AbortSignal));
+    const lbuf = lock._buf as ArrayBuffer, loff = lock._off, lseg = lock._seg, rec = lock._recursive;
+    const cbuf = this._buf as ArrayBuffer, coff = this._off, cseg = this._seg;
+    return wait(this, signal, () => {
+      const id = binding.asyncCond(lseg, lbuf, loff, rec, cseg, cbuf, coff, TOKEN, timeout);
+      if (id === -S.NOT_OWNER) throw new NotOwnerError('Condition.waitAsync(): cannot wait on an un-acquired lock');
+      if (id < 0) throw badHandle('condition slot is not valid');
+      return id;
+    }, {
+      map: (st) => this._result(st, 'Condition.waitAsync()'),
+    }, () => this._idle());
+  }
+
   /** waitFor() without blocking the event loop. */
   async waitForAsync(pred: () => boolean, opts?: AsyncOptions): Promise<boolean> {
-    if (!this._i32) this._closed();
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
     validateFunction('pred', pred);
     const { timeout, signal } = parseAsyncOptions(opts);
+    this._live();
     const end = timeout < 0 ? Infinity : performance.now() + timeout;
     let result = pred();
     while (!result) {
-      let left: number | undefined;
+      let left = -1;
       if (end !== Infinity) {
         left = end - performance.now();
         if (left <= 0) break;
       }
-      await this.waitAsync({ timeout: left, signal });
+      await this._waitAsyncT(left, signal);
       result = pred();
     }
     return Boolean(result);
   }
 
   acquireAsync(opts?: AsyncOptions): Promise<boolean> {
-    if (!this._i32) return Promise.reject(new ClosedError('Condition'));
-    return this._lock.acquireAsync(opts);
+    try {
+      if (!Condition._isCond(this)) throw invalidThis('Condition');
+      const { timeout, signal } = parseAsyncOptions(opts);
+      return this._live()._acquireAsyncT(timeout, signal);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** Wakes up to n threads waiting on this condition (any process). Caller must hold the lock. */
   notify(n = 1): void {
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
     validateInteger('n', n, 0, Number.MAX_SAFE_INTEGER);
-    if (!this._i32) this._closed();
-    if (!this._lock.isOwned()) throw new NotOwnerError('Condition.notify(): cannot notify on an un-acquired lock');
+    if (!this._live().isOwned()) throw new NotOwnerError('Condition.notify(): cannot notify on an un-acquired lock');
     binding.condNotify(this._buf as ArrayBuffer, this._off, n);
   }
 
   notifyAll(): void {
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
     this.notify(0xffffffff);
   }
 
   handle(): ConditionHandle {
+    if (!Condition._isCond(this)) throw invalidThis('Condition');
     const h = this._handle('Condition') as ConditionHandle;
     h.lock = (this._lock as Lock).handle();
     return h;

@@ -1,5 +1,6 @@
 // Error classes of the public API (see API.md). Codes are fixed; messages say
 // what happened and what to do.
+import { types } from 'node:util';
 
 export class ForksafeError extends Error {
   code: string;
@@ -88,8 +89,16 @@ function describe(value: unknown): string {
   if (value === undefined) return 'undefined';
   if (typeof value === 'function') return `function ${(value as { name?: string }).name || '<anonymous>'}`;
   if (typeof value === 'object') {
-    const ctor = (value as object).constructor;
-    return ctor && ctor.name ? `an instance of ${ctor.name}` : 'an object';
+    // Hostile values: a Proxy's traps and a throwing `constructor` getter are
+    // not run or not let through while an error message is being built.
+    if (types.isProxy(value)) return 'a Proxy';
+    try {
+      const ctor = (value as object).constructor;
+      const n = typeof ctor === 'function' ? ctor.name : undefined;
+      return typeof n === 'string' && n ? `an instance of ${n}` : 'an object';
+    } catch {
+      return 'an object';
+    }
   }
   let shown = String(value);
   if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
@@ -99,6 +108,29 @@ function describe(value: unknown): string {
 
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
   const e = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`);
+  (e as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
+  return e;
+}
+
+/** Node's error for a method or getter called on an object that is not an instance of its class. */
+export function invalidThis(type: string): TypeError {
+  const e = new TypeError(`Value of "this" must be of type ${type}`);
+  (e as TypeError & { code: string }).code = 'ERR_INVALID_THIS';
+  return e;
+}
+
+/**
+ * A value in a Process's args that cannot be structured-cloned into the child
+ * (a function, a symbol, a SharedArrayBuffer, a WeakMap, a Proxy...), found
+ * before anything is spawned. The clone error is the cause.
+ */
+export function notCloneable(name: string, actual: unknown, cause: unknown): TypeError {
+  const detail = cause instanceof Error ? `: ${cause.message}` : '';
+  const e = new TypeError(
+    `The "${name}" argument must be a structured-cloneable value (no functions, symbols, ` +
+      `SharedArrayBuffers, WeakMaps, Proxies...). Received ${describe(actual)}${detail}`,
+    { cause },
+  );
   (e as TypeError & { code: string }).code = 'ERR_INVALID_ARG_TYPE';
   return e;
 }

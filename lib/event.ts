@@ -5,16 +5,28 @@ import { binding } from './binding';
 import { EVENT_FLAG_I, KIND, S } from './layout';
 import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, unexpected } from './runtime';
-import { timeoutOf, validateObject } from './validate';
-import { badHandle } from './errors';
+import { signalAborted, signalReason, timeoutOf, validateObject } from './validate';
+import { badHandle, invalidThis } from './errors';
 import { AsyncOptions, parseAsyncOptions, wait } from './async';
 
 export interface WaitOptions {
   timeout?: number;
 }
 
+function eventGone(self: unknown): never {
+  return Primitive._gone(self, Event._isEvent, 'Event');
+}
+
+// Arguments are read and validated first (a getter may run any code, close()
+// included), then `this` is checked to be a live Event, then shared memory.
 export class Event extends Primitive {
+  #event = true;
   /** @internal */ _f = 0;
+
+  /** @internal Whether `o` is a real Event. */
+  static _isEvent(o: unknown): o is Event {
+    return typeof o === 'object' && o !== null && #event in o;
+  }
 
   constructor(opts?: Record<string, never>) {
     super();
@@ -29,27 +41,32 @@ export class Event extends Primitive {
   }
 
   isSet(): boolean {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !(#event in this)) eventGone(this);
     return Atomics.load(i32, this._f) === 1;
   }
 
   set(): void {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !(#event in this)) eventGone(this);
     const f = this._f;
     Atomics.store(i32, f, 1);
     if (Atomics.load(i32, f + 1) !== 0) binding.eventWake(this._buf as ArrayBuffer, this._off);
   }
 
   clear(): void {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !(#event in this)) eventGone(this);
     Atomics.store(i32, this._f, 0);
   }
 
   /** Blocks until set (true) or the timeout passes (false). */
   wait(opts?: WaitOptions): boolean {
-    const i32 = this._i32 ?? this._closed();
+    const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    const i32 = this?._i32;
+    if (i32 == null || !(#event in this)) eventGone(this);
     if (Atomics.load(i32, this._f) === 1) return true;
-    const st = binding.eventWait(this._buf as ArrayBuffer, this._off, opts === undefined ? -1 : timeoutOf(opts));
+    const st = binding.eventWait(this._buf as ArrayBuffer, this._off, timeout);
     if (st === S.OK) return true;
     if (st === S.TIMED_OUT) return false;
     throw unexpected(st, 'Event.wait()');
@@ -59,8 +76,9 @@ export class Event extends Primitive {
   waitAsync(opts?: AsyncOptions): Promise<boolean> {
     try {
       const { timeout, signal } = parseAsyncOptions(opts);
-      const i32 = this._i32 ?? this._closed();
-      if (signal?.aborted) return Promise.reject(signal.reason);
+      const i32 = this?._i32;
+      if (i32 == null || !Event._isEvent(this)) eventGone(this);
+      if (signalAborted(signal)) return Promise.reject(signalReason(signal as AbortSignal));
       if (Atomics.load(i32, this._f) === 1) return Promise.resolve(true);
       if (timeout === 0) return Promise.resolve(false);
       const buf = this._buf as ArrayBuffer, off = this._off, seg = this._seg;
@@ -81,6 +99,7 @@ export class Event extends Primitive {
   }
 
   handle(): BaseHandle {
+    if (!Event._isEvent(this)) throw invalidThis('Event');
     return this._handle('Event');
   }
 }

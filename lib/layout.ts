@@ -76,4 +76,5 @@ export const S = {
   TOO_MANY: 10,
   NOT_EQUAL: 11,
   EXISTS: 12,
+  UNLINKED: 13,
 } as const;

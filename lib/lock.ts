@@ -6,20 +6,20 @@
 // block or needs a wake-up goes to native (native/core/sync.cc).
 import { binding } from './binding';
 import {
-  DeadlockError, NotOwnerError, NotRecoverableError, OwnerDiedError, TimeoutError, badHandle,
+  DeadlockError, NotOwnerError, NotRecoverableError, OwnerDiedError, TimeoutError, badHandle, invalidThis,
 } from './errors';
 import {
   KIND, LOCK_DIED_PID_I, LOCK_DIED_TID_I, LOCK_WORD_I, PID_MASK, S,
   THREAD_SHIFT, TOKEN_MASK, WORD_NOT_RECOVERABLE,
 } from './layout';
 import { Primitive, contextOf, takeAttach } from './primitive';
-import { BaseHandle, onToken, unexpected } from './runtime';
+import { BaseHandle, abandonIfHeld, onToken, unexpected } from './runtime';
 
 let TOKEN = 0;
 onToken((t) => {
   TOKEN = t;
 });
-import { timeoutOf, validateObject } from './validate';
+import { signalAborted, signalReason, timeoutOf, validateObject } from './validate';
 import { AsyncOptions, parseAsyncOptions, wait } from './async';
 
 export interface AcquireOptions {
@@ -34,9 +34,24 @@ export interface LockHandle extends BaseHandle {
   type: 'Lock' | 'RLock';
 }
 
+// Every public method reads and validates its arguments first (a getter there
+// may run any code, close() included), then checks that `this` is a live
+// instance, and only then touches shared memory. Internal *T methods take
+// arguments already validated.
+
+function lockGone(self: unknown): never {
+  return Primitive._gone(self, LockBase._isLock, 'Lock or RLock');
+}
+
 abstract class LockBase extends Primitive {
+  #lock = true;
   /** @internal Int32 index of the lock word. */ _w = 0;
   /** @internal */ abstract readonly _recursive: boolean;
+
+  /** @internal Whether `o` is a real Lock or RLock. */
+  static _isLock(o: unknown): o is LockBase {
+    return typeof o === 'object' && o !== null && #lock in o;
+  }
 
   /** @internal */
   _setup(): void {
@@ -83,13 +98,21 @@ abstract class LockBase extends Primitive {
     throw unexpected(st, `${this.constructor.name}.release()`);
   }
 
+  /** @internal Acquires with a validated timeout (-1: forever); ClosedError if closed. */
+  abstract _acquireT(timeout: number): boolean;
   abstract acquire(opts?: AcquireOptions): boolean;
   abstract release(): void;
 
   /** Acquires and returns a guard for `using g = lock.lock()`. Throws TimeoutError on timeout. */
   lock(opts?: AcquireOptions): LockGuard {
-    if (!this.acquire(opts)) {
-      throw new TimeoutError(`${this.constructor.name}.lock(): not acquired within ${timeoutOf(opts)} ms`);
+    if (!LockBase._isLock(this)) throw invalidThis('Lock or RLock');
+    return this._lockT(opts === undefined ? -1 : timeoutOf(opts));
+  }
+
+  /** @internal lock() with a validated timeout. */
+  _lockT(timeout: number): LockGuard {
+    if (!this._acquireT(timeout)) {
+      throw new TimeoutError(`${this.constructor.name}.lock(): not acquired within ${timeout} ms`);
     }
     let done = false;
     const release = (): void => {
@@ -108,42 +131,50 @@ abstract class LockBase extends Primitive {
    */
   acquireAsync(opts?: AsyncOptions): Promise<boolean> {
     try {
+      if (!LockBase._isLock(this)) throw invalidThis('Lock or RLock');
       const { timeout, signal } = parseAsyncOptions(opts);
-      const i32 = this._i32 ?? this._closed();
-      if (signal?.aborted) return Promise.reject(signal.reason);
-      const w = this._w;
-      const old = Atomics.compareExchange(i32, w, 0, TOKEN);
-      if (old === 0) {
-        if (this._recursive) i32[w + 2] = 1;
-        return Promise.resolve(true);
-      }
-      if ((old & TOKEN_MASK) === TOKEN) {
-        if (!this._recursive) throw new DeadlockError(`${this.constructor.name}.acquireAsync(): the calling thread already holds this lock`);
-        i32[w + 2] += 1;
-        return Promise.resolve(true);
-      }
-      if (timeout === 0) return Promise.resolve(this._slowAcquire(0));
-      const buf = this._buf as ArrayBuffer, off = this._off, rec = this._recursive, seg = this._seg;
-      return wait(this, signal, () => {
-        const id = binding.asyncLock(seg, buf, off, TOKEN, rec, timeout);
-        if (id < 0) throw badHandle('lock slot is not valid');
-        return id;
-      }, {
-        map: (st) => this._result(st),
-        undo: (st) => {
-          if (st === S.OK) binding.lockRelease(buf, off, TOKEN, rec);
-          else if (st === S.OWNER_DIED) binding.lockAbandon(buf, off, TOKEN); // still owner-died for the next
-        },
-      }, () => this._idle());
+      return this._acquireAsyncT(timeout, signal);
     } catch (e) {
       return Promise.reject(e);
     }
   }
 
+  /** @internal acquireAsync() with validated options; may throw (callers reject). */
+  _acquireAsyncT(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
+    const i32 = this._i32 ?? this._closed();
+    if (signalAborted(signal)) return Promise.reject(signalReason(signal as AbortSignal));
+    const w = this._w;
+    const old = Atomics.compareExchange(i32, w, 0, TOKEN);
+    if (old === 0) {
+      if (this._recursive) i32[w + 2] = 1;
+      return Promise.resolve(true);
+    }
+    if ((old & TOKEN_MASK) === TOKEN) {
+      if (!this._recursive) throw new DeadlockError(`${this.constructor.name}.acquireAsync(): the calling thread already holds this lock`);
+      i32[w + 2] += 1;
+      return Promise.resolve(true);
+    }
+    if (timeout === 0) return Promise.resolve(this._slowAcquire(0));
+    const buf = this._buf as ArrayBuffer, off = this._off, rec = this._recursive, seg = this._seg;
+    return wait(this, signal, () => {
+      const id = binding.asyncLock(seg, buf, off, TOKEN, rec, timeout);
+      if (id < 0) throw badHandle('lock slot is not valid');
+      return id;
+    }, {
+      map: (st) => this._result(st),
+      undo: (st) => {
+        if (st === S.OK) binding.lockRelease(buf, off, TOKEN, rec);
+        else if (st === S.OWNER_DIED) binding.lockAbandon(buf, off, TOKEN); // still owner-died for the next
+      },
+    }, () => this._idle());
+  }
+
   /** `await using g = await lock.lockAsync()`: acquires, returns a guard. TimeoutError on timeout. */
   async lockAsync(opts?: AsyncOptions): Promise<LockGuard & AsyncDisposable> {
-    if (!(await this.acquireAsync(opts))) {
-      throw new TimeoutError(`${this.constructor.name}.lockAsync(): not acquired within ${parseAsyncOptions(opts).timeout} ms`);
+    if (!LockBase._isLock(this)) throw invalidThis('Lock or RLock');
+    const { timeout, signal } = parseAsyncOptions(opts);
+    if (!(await this._acquireAsyncT(timeout, signal))) {
+      throw new TimeoutError(`${this.constructor.name}.lockAsync(): not acquired within ${timeout} ms`);
     }
     let done = false;
     const release = (): void => {
@@ -156,13 +187,15 @@ abstract class LockBase extends Primitive {
 
   /** Whether anyone (any process) holds the lock. */
   locked(): boolean {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !LockBase._isLock(this)) lockGone(this);
     return (Atomics.load(i32, this._w) & TOKEN_MASK) > WORD_NOT_RECOVERABLE;
   }
 
   /** Who holds it (diagnostics): pid and forksafe JS-thread index, or null. */
   owner(): { pid: number; tid: number } | null {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !LockBase._isLock(this)) lockGone(this);
     const t = Atomics.load(i32, this._w) & TOKEN_MASK;
     if (t <= WORD_NOT_RECOVERABLE) return null;
     return { pid: t & PID_MASK, tid: t >>> THREAD_SHIFT };
@@ -170,13 +203,14 @@ abstract class LockBase extends Primitive {
 
   /** Whether the calling thread holds it. */
   isOwned(): boolean {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !LockBase._isLock(this)) lockGone(this);
     return (Atomics.load(i32, this._w) & TOKEN_MASK) === TOKEN;
   }
 
   /** After OwnerDiedError: declares the protected state repaired. */
   markConsistent(): void {
-    if (!this._i32) this._closed();
+    if (this?._i32 == null || !LockBase._isLock(this)) lockGone(this);
     const st = binding.lockMarkConsistent(this._buf as ArrayBuffer, this._off, TOKEN);
     if (st === S.OK) return;
     if (st === S.NOT_OWNER) throw new NotOwnerError(`${this.constructor.name}.markConsistent(): the calling thread does not hold this lock`);
@@ -184,18 +218,25 @@ abstract class LockBase extends Primitive {
     throw unexpected(st, 'markConsistent()');
   }
 
-  /** @internal Closing a lock this thread holds abandons it (next acquirer: OwnerDiedError). */
-  override _beforeClose(): void {
-    const i32 = this._i32;
-    if (i32 && (Atomics.load(i32, this._w) & TOKEN_MASK) === TOKEN) {
-      binding.lockAbandon(this._buf as ArrayBuffer, this._off, TOKEN);
-    }
+  /**
+   * @internal Closing the thread's last object for a lock the thread holds
+   * abandons it (next acquirer: OwnerDiedError). Closing one of several
+   * objects for the same lock leaves it held: ownership is the thread's.
+   */
+  override _beforeClose(last: boolean): void {
+    if (last && this._slot) abandonIfHeld(this._slot);
   }
 }
 
 /** A non-recursive, owner-checked, robust lock in shared memory. */
 export class Lock extends LockBase {
+  #plain = true;
   /** @internal */ readonly _recursive = false;
+
+  /** @internal Whether `o` is a real Lock (not an RLock). */
+  static _isPlain(o: unknown): o is Lock {
+    return typeof o === 'object' && o !== null && #plain in o;
+  }
 
   constructor(opts?: Record<string, never>) {
     super();
@@ -211,44 +252,60 @@ export class Lock extends LockBase {
 
   // Fast paths: one CAS each. A free word (0) is always consistent, and an
   // inconsistent lock's word carries the waiters bit, so these CASes fail
-  // whenever recovery state needs native attention.
+  // whenever recovery state needs native attention. The brand check keeps
+  // another object's `_i32` (a Semaphore's, a forgery's) out of the CAS.
   acquire(opts?: AcquireOptions): boolean {
-    const i32 = this._i32;
-    if (opts === undefined && i32 !== null && Atomics.compareExchange(i32, this._w, 0, TOKEN) === 0) return true;
-    return this._acquireSlow(opts);
+    const i32 = this?._i32;
+    if (opts === undefined && i32 != null && #plain in this && Atomics.compareExchange(i32, this._w, 0, TOKEN) === 0) return true;
+    return lockAcquireSlow(this, opts);
   }
 
   release(): void {
-    const i32 = this._i32;
-    if (i32 !== null && Atomics.compareExchange(i32, this._w, TOKEN, 0) === TOKEN) return;
-    this._releaseSlow();
+    const i32 = this?._i32;
+    if (i32 != null && #plain in this && Atomics.compareExchange(i32, this._w, TOKEN, 0) === TOKEN) return;
+    lockReleaseSlow(this);
   }
 
   /** @internal */
-  _acquireSlow(opts: AcquireOptions | undefined): boolean {
+  _acquireT(timeout: number): boolean {
     const i32 = this._i32 ?? this._closed();
-    const timeout = opts === undefined ? -1 : timeoutOf(opts);
-    if ((Atomics.load(i32, this._w) & TOKEN_MASK) === TOKEN) {
+    const w = this._w;
+    if (Atomics.compareExchange(i32, w, 0, TOKEN) === 0) return true;
+    if ((Atomics.load(i32, w) & TOKEN_MASK) === TOKEN) {
       throw new DeadlockError('Lock.acquire(): the calling thread already holds this lock');
     }
     return this._slowAcquire(timeout);
   }
 
-  /** @internal */
-  _releaseSlow(): void {
-    if (!this._i32) this._closed();
-    this._slowRelease();
-  }
-
   handle(): LockHandle {
+    if (!Lock._isPlain(this)) throw invalidThis('Lock');
     return this._handle('Lock') as LockHandle;
   }
+}
 
+// Lock's slow paths, outside the class so that a call with a foreign `this`
+// gets ERR_INVALID_THIS rather than "this._x is not a function".
+function lockAcquireSlow(self: unknown, opts: AcquireOptions | undefined): boolean {
+  if (!Lock._isPlain(self)) throw invalidThis('Lock');
+  const timeout = opts === undefined ? -1 : timeoutOf(opts); // arguments first: a getter may close
+  return self._acquireT(timeout);
+}
+
+function lockReleaseSlow(self: unknown): void {
+  if (!Lock._isPlain(self)) throw invalidThis('Lock');
+  if (!self._i32) self._closed();
+  self._slowRelease();
 }
 
 /** A re-entrant lock: the owning thread may acquire it again; release() count-matched. */
 export class RLock extends LockBase {
+  #recursive = true;
   /** @internal */ readonly _recursive = true;
+
+  /** @internal Whether `o` is a real RLock. */
+  static _isRecursive(o: unknown): o is RLock {
+    return typeof o === 'object' && o !== null && #recursive in o;
+  }
 
   constructor(opts?: Record<string, never>) {
     super();
@@ -263,8 +320,15 @@ export class RLock extends LockBase {
   }
 
   acquire(opts?: AcquireOptions): boolean {
+    if (opts === undefined && this?._i32 != null && #recursive in this) return this._acquireT(-1);
+    if (!RLock._isRecursive(this)) throw invalidThis('RLock');
+    const timeout = opts === undefined ? -1 : timeoutOf(opts); // arguments first: a getter may close
+    return this._acquireT(timeout);
+  }
+
+  /** @internal */
+  _acquireT(timeout: number): boolean {
     const i32 = this._i32 ?? this._closed();
-    const timeout = opts === undefined ? -1 : timeoutOf(opts);
     const w = this._w;
     const old = Atomics.compareExchange(i32, w, 0, TOKEN);
     if (old === 0) {
@@ -281,7 +345,8 @@ export class RLock extends LockBase {
   }
 
   release(): void {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !(#recursive in this)) return rlockGone(this);
     const w = this._w;
     if ((Atomics.load(i32, w) & TOKEN_MASK) === TOKEN) {
       const c = i32[w + 2];
@@ -298,14 +363,19 @@ export class RLock extends LockBase {
 
   /** Recursion depth held by the calling thread (0 if it does not own it). */
   get depth(): number {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !RLock._isRecursive(this)) return rlockGone(this);
     return (Atomics.load(i32, this._w) & TOKEN_MASK) === TOKEN ? i32[this._w + 2] : 0;
   }
 
   handle(): LockHandle {
+    if (!RLock._isRecursive(this)) throw invalidThis('RLock');
     return this._handle('RLock') as LockHandle;
   }
+}
 
+function rlockGone(self: unknown): never {
+  return Primitive._gone(self, RLock._isRecursive, 'RLock');
 }
 
 export { LockBase };

@@ -1,6 +1,6 @@
 // Base of every slot-backed primitive: context binding, handle(), close(),
 // Symbol.dispose, and the "closed" guard used by every method.
-import { ClosedError, ContextError } from './errors';
+import { ClosedError, ContextError, invalidThis } from './errors';
 import type { Context } from './context';
 import { getContext, defaultMethod } from './context';
 import { StartMethod } from './layout';
@@ -38,6 +38,9 @@ export function takeAttach(): BaseHandle | null {
 }
 
 export abstract class Primitive {
+  // Brand: only objects made by a primitive's constructor have it (methods
+  // called with another `this` throw ERR_INVALID_THIS, never touch memory).
+  #primitive = true;
   /** @internal */ _slot: SlotRef | null = null;
   /** @internal */ _i32: Int32Array | null = null;
   /** @internal */ _buf: ArrayBuffer | null = null;
@@ -48,8 +51,14 @@ export abstract class Primitive {
   /** @internal */ _closedReason: Error | null = null;
   /** @internal A slot whose release waits for in-flight async waits. */ _deferred: SlotRef | null = null;
 
+  /** @internal Whether `o` is a real primitive (any class). */
+  static _is(o: unknown): o is Primitive {
+    return typeof o === 'object' && o !== null && #primitive in o;
+  }
+
   /** The context that made this primitive. */
   get context(): Context {
+    if (!Primitive._is(this)) throw invalidThis('a forksafe primitive');
     return getContext(this._method);
   }
 
@@ -78,6 +87,15 @@ export abstract class Primitive {
     throw new ClosedError(this.constructor.name);
   }
 
+  /**
+   * @internal A method found `_i32` null or missing: ClosedError for a closed
+   * instance of `is`'s class, ERR_INVALID_THIS for anything else.
+   */
+  static _gone(self: unknown, is: (o: unknown) => boolean, type: string): never {
+    if (!is(self)) throw invalidThis(type);
+    throw new ClosedError((self as Primitive).constructor.name);
+  }
+
   /** @internal Base fields of this primitive's handle. */
   _handle(type: string): BaseHandle {
     const slot = this._slot ?? this._closed();
@@ -91,18 +109,22 @@ export abstract class Primitive {
     };
   }
 
-  /** @internal Called before the slot goes; subclasses release what they hold. */
-  _beforeClose(): void {}
+  /**
+   * @internal Called before the slot goes; subclasses release what they hold.
+   * `last`: this was the thread's last live object for the slot.
+   */
+  _beforeClose(_last: boolean): void {}
 
   /** Releases this process's reference. Later use throws ClosedError. Idempotent. */
   close(): void {
+    if (!Primitive._is(this)) throw invalidThis('a forksafe primitive');
     const slot = this._slot;
     if (!slot) return;
-    this._beforeClose();
+    const last = untrack(this, slot);
+    this._beforeClose(last);
     this._slot = null;
     this._i32 = null;
     this._buf = null;
-    untrack(this);
     // Pending async waits reject with ClosedError; the slot goes when the
     // last of them has settled (the waiter thread may still be looking at it).
     if (cancelAll(this, this.constructor.name)) {
@@ -127,11 +149,12 @@ export abstract class Primitive {
   }
 
   get closed(): boolean {
+    if (!Primitive._is(this)) throw invalidThis('a forksafe primitive');
     return this._slot === null;
   }
 
   [Symbol.dispose](): void {
-    this.close();
+    Primitive.prototype.close.call(this);
   }
 
   /** @internal Enforces Context rule 2 when handing this to a process. */

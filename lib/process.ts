@@ -8,7 +8,7 @@ import * as v8 from 'node:v8';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
-import { ContextError, ForksafeError, invalidArgType } from './errors';
+import { ContextError, ForksafeError, invalidArgType, notCloneable } from './errors';
 import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
@@ -66,6 +66,51 @@ function envStrings(env: NodeJS.ProcessEnv): Record<string, string> {
 
 
 
+/**
+ * The options as read once, each property exactly once (a getter could
+ * otherwise pass validation and then return something else at start()).
+ * A target object is copied the same way; arrays are kept (args are read at
+ * start(), as documented).
+ */
+function snapshotOptions(opts: ProcessOptions): ProcessOptions {
+  if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
+  validateObject('options', opts);
+  const { target, args, name, env, stdio, execArgv } = opts;
+  let t: Target = target;
+  if (t !== null && typeof t === 'object') {
+    const { module, export: exp } = t;
+    t = exp === undefined ? { module } : { module, export: exp };
+  }
+  const out: ProcessOptions = { target: t };
+  if (args !== undefined) out.args = args;
+  if (name !== undefined) out.name = name;
+  if (env !== undefined) out.env = env;
+  if (stdio !== undefined) out.stdio = stdio;
+  if (execArgv !== undefined) out.execArgv = Array.isArray(execArgv) ? [...execArgv] : execArgv;
+  return out;
+}
+
+/**
+ * v8.serialize(payload) for a child, or — before anything is spawned — a
+ * TypeError ERR_INVALID_ARG_TYPE naming the first `options.args[i]` that
+ * cannot be structured-cloned (a function, a symbol, a SharedArrayBuffer...),
+ * with the clone error as its cause. `wire` is `args` after toWire().
+ */
+function serializeArgs(payload: unknown, wire: unknown[], args: unknown[]): Buffer {
+  try {
+    return v8.serialize(payload);
+  } catch (e) {
+    for (let i = 0; i < wire.length; i++) {
+      try {
+        v8.serialize(wire[i]);
+      } catch (inner) {
+        throw notCloneable(`options.args[${i}]`, args[i], inner);
+      }
+    }
+    throw e;
+  }
+}
+
 export class Process {
   /** @internal */ _method: StartMethod;
   /** @internal */ _opts: ProcessOptions;
@@ -83,9 +128,8 @@ export class Process {
   stdout: Readable | null = null;
   stderr: Readable | null = null;
 
-  constructor(opts: ProcessOptions) {
-    if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
-    validateObject('options', opts);
+  constructor(options: ProcessOptions) {
+    const opts = snapshotOptions(options);
     this._method = contextOf(new.target);
     const t = opts.target;
     if (typeof t === 'function') {
@@ -151,7 +195,7 @@ export class Process {
       fds: fdList.map((_, i) => 4 + i),
       name: this.name,
     };
-    const wire = v8.serialize(payload); // throws DataCloneError before anything starts
+    const wire = serializeArgs(payload, args, this._opts.args ?? []); // before anything starts
     const out = this._opts.stdio === 'pipe' ? 'pipe' : 'inherit';
     // The payload travels in a memfd written now, not through a pipe written
     // by the event loop: the parent may block right after start().
@@ -202,7 +246,7 @@ export class Process {
     const fsrv = require('./forkserver') as typeof import('./forkserver');
     const t = this._opts.target as { module: string | URL; export?: string };
     const wire = toWire(this._opts.args ?? [], 'forkserver', 'a Process', new Set()); // Context rules first
-    const args = v8.serialize(wire); // throws DataCloneError before anything starts
+    const args = serializeArgs(wire, wire, this._opts.args ?? []); // before anything starts
     const req = {
       module: resolveModule(t.module),
       export: t.export ?? null,
@@ -311,9 +355,8 @@ export class ForkProcess {
   readonly stdout = null;
   readonly stderr = null;
 
-  constructor(opts: ProcessOptions) {
-    if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
-    validateObject('options', opts);
+  constructor(options: ProcessOptions) {
+    const opts = snapshotOptions(options);
     const t = opts.target;
     if (typeof t !== 'function') {
       if (t === null || typeof t !== 'object' || (t.export !== undefined && typeof t.export !== 'string')) {

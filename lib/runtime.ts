@@ -131,6 +131,7 @@ export function openSegment(h: unknown, kind: number, ctx: StartMethod, what: st
         `fork() descendants have. Create it from getContext('spawn') to share it with other processes.`,
     );
   }
+  if (status === S.UNLINKED) throw badHandle(`the ${what} this handle names was unlinked (unlink()): it can no longer be attached`);
   throw badHandle(`the segment of this ${what} cannot be opened here (its holder exited, or the handle is forged or stale)`);
 }
 
@@ -178,22 +179,51 @@ export function ctxName(n: number): StartMethod {
   return CTX_NAME[n];
 }
 
-// ---- GC backstop -----------------------------------------------------------------
+// ---- GC backstop and live objects per slot --------------------------------------
 // close() is the real release. An object collected without close() gives its
-// slot reference back here; a lock it still held for this thread is abandoned
-// (the next acquirer gets OwnerDiedError rather than waiting forever).
+// slot reference back here.
+//
+// Lock ownership belongs to the JS thread, not to one object: a thread may
+// hold several objects for the same slot (attach(lock.handle()) here, a
+// Condition's own lock object...). A lock this thread holds is abandoned (the
+// next acquirer gets OwnerDiedError rather than waiting forever) only when the
+// thread's last live object for that slot goes — closed or collected — or
+// when the thread ends (native cleanup hook); never when one copy of several
+// goes. `live` counts this thread's unclosed, uncollected objects per slot.
 
 interface Held {
   slot: SlotRef;
 }
 
+const live = new Map<number, number>();
+
+// seg (a small process-wide id) and the byte offset in a 1 MiB arena.
+const slotKey = (slot: SlotRef): number => slot.seg * 0x100000 + slot.off;
+
+/** Counts one object going; true if it was this thread's last live object for the slot. */
+function dropLive(slot: SlotRef): boolean {
+  const k = slotKey(slot);
+  const n = (live.get(k) ?? 1) - 1;
+  if (n > 0) {
+    live.set(k, n);
+    return false;
+  }
+  live.delete(k);
+  return true;
+}
+
+/** Abandons a lock this thread holds (marker 1, next acquirer: OwnerDiedError). */
+export function abandonIfHeld(slot: SlotRef): void {
+  if ((slot.kind === KIND.Lock || slot.kind === KIND.RLock) &&
+      ((Atomics.load(slot.view.i32, slot.base + LOCK_WORD_I) & TOKEN_MASK) === TOKEN)) {
+    binding.lockAbandon(slot.view.buf, slot.off, TOKEN);
+  }
+}
+
 const finalizer = new FinalizationRegistry<Held>((held) => {
   const { slot } = held;
   try {
-    if ((slot.kind === KIND.Lock || slot.kind === KIND.RLock) &&
-        ((Atomics.load(slot.view.i32, slot.base + LOCK_WORD_I) & TOKEN_MASK) === TOKEN)) {
-      binding.lockAbandon(slot.view.buf, slot.off, TOKEN);
-    }
+    if (dropLive(slot)) abandonIfHeld(slot);
     releaseSlot(slot);
   } catch {
     // Finalizers must not throw; the thread-exit hook is the final backstop.
@@ -201,11 +231,15 @@ const finalizer = new FinalizationRegistry<Held>((held) => {
 });
 
 export function track(obj: object, slot: SlotRef): void {
+  const k = slotKey(slot);
+  live.set(k, (live.get(k) ?? 0) + 1);
   finalizer.register(obj, { slot }, obj);
 }
 
-export function untrack(obj: object): void {
+/** Stops tracking a closed object; true if it was this thread's last live object for the slot. */
+export function untrack(obj: object, slot: SlotRef): boolean {
   finalizer.unregister(obj);
+  return dropLive(slot);
 }
 
 export function stats(): { mapped: number; arenas: number; shm: number; views: number; threadArenas: number } {

@@ -3,11 +3,11 @@
 // undoOnExit semaphores go through native on every call: each process's
 // units are recorded in the slot so a dead process's units come back.
 import { binding } from './binding';
-import { ForksafeError, badHandle, outOfRange } from './errors';
+import { ForksafeError, badHandle, invalidThis, outOfRange } from './errors';
 import { KIND, S, SEM_BOUNDED, SEM_FLAGS_I, SEM_MAX_I, SEM_UNDO, SEM_UNDO_UNITS, SEM_UNITS, SEM_VALUE_I } from './layout';
 import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, unexpected } from './runtime';
-import { timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
+import { signalAborted, signalReason, timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
 import type { AcquireOptions } from './lock';
 import { AsyncOptions, parseAsyncOptions, wait } from './async';
 
@@ -18,9 +18,22 @@ export interface SemaphoreOptions {
 
 const MAX_VALUE = 0x7fffffff;
 
+function semGone(self: unknown): never {
+  return Primitive._gone(self, Semaphore._isSem, 'Semaphore');
+}
+
+// Every public method reads and validates its arguments first (a getter there
+// may run any code, close() included), then checks that `this` is a live
+// Semaphore, and only then touches shared memory.
 export class Semaphore extends Primitive {
+  #semaphore = true;
   /** @internal */ _v = 0;
   /** @internal */ _native = false; // undo or bounded: release goes native
+
+  /** @internal Whether `o` is a real Semaphore or BoundedSemaphore. */
+  static _isSem(o: unknown): o is Semaphore {
+    return typeof o === 'object' && o !== null && #semaphore in o;
+  }
 
   constructor(value = 1, opts?: SemaphoreOptions) {
     super();
@@ -55,13 +68,15 @@ export class Semaphore extends Primitive {
 
   /** Whether units held by a dying process are given back. */
   get undoOnExit(): boolean {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !Semaphore._isSem(this)) semGone(this);
     return (i32[this._base + SEM_FLAGS_I] & SEM_UNDO) !== 0;
   }
 
   acquire(opts?: AcquireOptions): boolean {
-    const i32 = this._i32 ?? this._closed();
-    const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    const timeout = opts === undefined ? -1 : timeoutOf(opts); // arguments first: a getter may close
+    const i32 = this?._i32;
+    if (i32 == null || !(#semaphore in this)) semGone(this);
     if (!this._native) {
       const vi = this._v;
       let v = Atomics.load(i32, vi);
@@ -72,25 +87,41 @@ export class Semaphore extends Primitive {
       }
       if (timeout === 0) return false;
     }
+    return this._nativeAcquire(timeout, 'Semaphore.acquire()');
+  }
+
+  /** @internal */
+  _nativeAcquire(timeout: number, what: string): boolean {
     const st = binding.semAcquire(this._buf as ArrayBuffer, this._off, timeout);
     if (st === S.OK) return true;
     if (st === S.TIMED_OUT) return false;
     if (st === S.TOO_MANY) {
       throw new ForksafeError(
-        'Semaphore.acquire(): more than 64 live processes use this undoOnExit semaphore',
+        `${what}: more than 64 live processes use this undoOnExit semaphore`,
         'ERR_FORKSAFE_TOO_MANY_PROCESSES',
       );
     }
-    throw unexpected(st, 'Semaphore.acquire()');
+    throw unexpected(st, what);
   }
 
   /** Takes a unit without blocking the event loop. Resolves false on timeout. */
   acquireAsync(opts?: AsyncOptions): Promise<boolean> {
     try {
-      const { timeout, signal } = parseAsyncOptions(opts);
-      if (!this._i32) this._closed();
-      if (signal?.aborted) return Promise.reject(signal.reason);
-      if (this.acquire({ timeout: 0 })) return Promise.resolve(true);
+      const { timeout, signal } = parseAsyncOptions(opts); // arguments first: a getter may close
+      const i32 = this?._i32;
+      if (i32 == null || !Semaphore._isSem(this)) semGone(this);
+      if (signalAborted(signal)) return Promise.reject(signalReason(signal as AbortSignal));
+      if (!this._native) {
+        const vi = this._v;
+        let v = Atomics.load(i32, vi);
+        while (v > 0) {
+          const old = Atomics.compareExchange(i32, vi, v, v - 1);
+          if (old === v) return Promise.resolve(true);
+          v = old;
+        }
+      } else if (this._nativeAcquire(0, 'Semaphore.acquireAsync()')) {
+        return Promise.resolve(true);
+      }
       if (timeout === 0) return Promise.resolve(false);
       const buf = this._buf as ArrayBuffer, off = this._off, seg = this._seg;
       return wait(this, signal, () => {
@@ -116,8 +147,9 @@ export class Semaphore extends Primitive {
   }
 
   release(n = 1): void {
-    const i32 = this._i32 ?? this._closed();
     validateInteger('n', n, 1, MAX_VALUE);
+    const i32 = this?._i32;
+    if (i32 == null || !(#semaphore in this)) semGone(this);
     if (!this._native) {
       const vi = this._v;
       const old = Atomics.add(i32, vi, n);
@@ -132,24 +164,26 @@ export class Semaphore extends Primitive {
     if (st === S.OK) return;
     if (st === S.RANGE) {
       const max = this._isBounded() ? i32[this._base + SEM_MAX_I] : MAX_VALUE;
-      throw outOfRange('n', `such that the value stays <= ${max} (it is ${this.value})`, n);
+      throw outOfRange('n', `such that the value stays <= ${max} (it is ${Atomics.load(i32, this._v)})`, n);
     }
     throw unexpected(st, 'Semaphore.release()');
   }
 
   /** Units available now. */
   get value(): number {
-    const i32 = this._i32 ?? this._closed();
+    const i32 = this?._i32;
+    if (i32 == null || !(#semaphore in this)) semGone(this);
     return Atomics.load(i32, this._v);
   }
 
   /** undoOnExit: gives back the units of dead processes now; returns how many. */
   recover(): number {
-    if (!this._i32) this._closed();
+    if (this?._i32 == null || !Semaphore._isSem(this)) semGone(this);
     return binding.semRecover(this._buf as ArrayBuffer, this._off);
   }
 
   handle(): BaseHandle {
+    if (!Semaphore._isSem(this)) throw invalidThis('Semaphore');
     return this._handle(this._isBounded() ? 'BoundedSemaphore' : 'Semaphore');
   }
 }

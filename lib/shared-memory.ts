@@ -3,13 +3,13 @@
 // index). Anonymous (memfd) unless persistent, in which case it is a /dev/shm
 // object named "forksafe.<name>" that outlives every process until unlink().
 import { binding } from './binding';
-import { ClosedError, ContextError, ForksafeError, badHandle, invalidArgType, outOfRange } from './errors';
+import { ClosedError, ContextError, ForksafeError, badHandle, invalidArgType, invalidThis, outOfRange } from './errors';
 import { CTX_NAME, S, SEG_SHM, StartMethod } from './layout';
 import { contextOf, takeAttach } from './primitive';
 import type { Context } from './context';
 import { getContext } from './context';
 import { BaseHandle, openSegment, segmentHandle } from './runtime';
-import { timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
+import { signalAborted, signalReason, timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
 import { AsyncOptions, cancelAll, parseAsyncOptions, wait } from './async';
 
 export interface SharedMemoryOptions {
@@ -32,7 +32,10 @@ function randomName(): string {
 }
 
 export class SharedMemory {
+  #shm = true;
   /** @internal */ _seg = 0;
+  /** @internal The segment's id (hex), which names it after close() too. */ _id = '';
+  /** @internal unlink() of a memfd segment already ran on this object. */ _unlinked = false;
   /** @internal */ _ab: ArrayBuffer | null = null;
   /** @internal */ _abId = 0;
   /** @internal */ _i32: Int32Array | null = null;
@@ -86,6 +89,7 @@ export class SharedMemory {
       const info = binding.segInfo(seg);
       if (!info) throw badHandle('segment vanished');
       this._persistent = info.persistent;
+      this._id = info.id;
       this._name = info.name ? (info.name.startsWith(PREFIX) ? info.name.slice(PREFIX.length) : info.name) : null;
       const [ab, id] = binding.buffer(seg, true);
       this._ab = ab;
@@ -120,28 +124,39 @@ export class SharedMemory {
     }
   }
 
+  /** @internal Whether `o` is a real SharedMemory. */
+  static _is(o: unknown): o is SharedMemory {
+    return typeof o === 'object' && o !== null && #shm in o;
+  }
+
   get context(): Context {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     return getContext(this._method);
   }
 
   /** The mapping itself: typed arrays and Atomics work on it. Detached (empty) after close(). */
   get buffer(): ArrayBuffer {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     return this._ab ?? this._closed();
   }
 
   get size(): number {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     return this._size;
   }
 
   get name(): string | null {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     return this._name;
   }
 
   get persistent(): boolean {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     return this._persistent;
   }
 
   get closed(): boolean {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     return this._ab === null;
   }
 
@@ -150,17 +165,24 @@ export class SharedMemory {
     throw new ClosedError('SharedMemory');
   }
 
+  // Every public method validates `this` and its arguments first (an options
+  // getter may run any code, close() included), then checks `closed`, then
+  // touches the mapping. An index is checked against the size, which close()
+  // does not change.
+
   /** @internal */
   _index(index: unknown): number {
-    const i32 = this._i32 ?? this._closed();
-    return validateInteger('index', index, 0, i32.length - 1);
+    return validateInteger('index', index, 0, (this._size >> 2) - 1);
   }
 
   /** Like Atomics.wait on the Int32 at `index`, but across processes. */
   wait(index: number, value: number, opts?: { timeout?: number }): 'ok' | 'not-equal' | 'timed-out' {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     const i = this._index(index);
     validateInteger('value', value, -0x80000000, 0xffffffff);
-    const st = binding.wordWait(this._ab as ArrayBuffer, i * 4, value | 0, opts === undefined ? -1 : timeoutOf(opts));
+    const timeout = opts === undefined ? -1 : timeoutOf(opts);
+    const ab = this._ab ?? this._closed();
+    const st = binding.wordWait(ab, i * 4, value | 0, timeout);
     if (st === S.OK) return 'ok';
     if (st === S.NOT_EQUAL) return 'not-equal';
     if (st === S.TIMED_OUT) return 'timed-out';
@@ -176,11 +198,12 @@ export class SharedMemory {
    */
   waitAsync(index: number, value: number, opts?: AsyncOptions): Promise<'ok' | 'not-equal' | 'timed-out'> {
     try {
+      if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
       const i = this._index(index);
       validateInteger('value', value, -0x80000000, 0xffffffff);
       const { timeout, signal } = parseAsyncOptions(opts);
-      if (signal?.aborted) return Promise.reject(signal.reason);
-      const i32 = this._i32 as Int32Array;
+      const i32 = this._i32 ?? this._closed();
+      if (signalAborted(signal)) return Promise.reject(signalReason(signal as AbortSignal));
       if (Atomics.load(i32, i) !== (value | 0)) return Promise.resolve('not-equal');
       if (timeout === 0) return Promise.resolve('timed-out');
       const ab = this._ab as ArrayBuffer, seg = this._seg;
@@ -202,19 +225,22 @@ export class SharedMemory {
 
   /** Wakes up to `count` waiters on the Int32 at `index` in every process; returns how many woke. */
   notify(index: number, count: number = Infinity): number {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     const i = this._index(index);
     if (count !== Infinity) validateInteger('count', count, 0, 0x7fffffff);
+    const ab = this._ab ?? this._closed();
     if (count === 0) return 0; // FUTEX_WAKE with 0 would still wake one (Atomics.notify wakes none)
     const n = count === Infinity ? 0x7fffffff : count;
     // This process's async waits first (they count as registered from the
     // moment waitAsync() returned, even before their waiter thread sleeps),
     // then sleepers in every process.
-    const local = binding.asyncNotifyLocal(this._ab as ArrayBuffer, i * 4, n);
+    const local = binding.asyncNotifyLocal(ab, i * 4, n);
     if (local >= n) return local;
-    return local + binding.wordWake(this._ab as ArrayBuffer, i * 4, n - local);
+    return local + binding.wordWake(ab, i * 4, n - local);
   }
 
   handle(): SharedMemoryHandle {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     if (!this._ab) this._closed();
     return {
       forksafe: 1,
@@ -228,6 +254,7 @@ export class SharedMemory {
 
   /** Unmaps it in this process; the buffer is detached. Idempotent. */
   close(): void {
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
     const ab = this._ab;
     if (!ab) return;
     this._ab = null;
@@ -236,16 +263,28 @@ export class SharedMemory {
     binding.dropBuffer(ab, this._abId);
   }
 
-  /** Removes a persistent segment's name; the memory goes when its last user unmaps it. */
+  /**
+   * Works on every segment (ported Python code calls it unconditionally), and
+   * after close() too. The segment is marked unlinked in its shared header, so
+   * that a later attach() of its handle fails (ERR_FORKSAFE_BAD_HANDLE) in
+   * every process; a persistent one also loses its /dev/shm name, as before.
+   * Existing mappings keep working; the memory goes with the last of them. A
+   * second unlink() throws ENOENT, as shm_unlink(2) does.
+   */
   unlink(): void {
-    if (!this._persistent || !this._name) {
-      throw new ForksafeError('SharedMemory.unlink(): only persistent segments have a name to unlink', 'ERR_FORKSAFE_NOT_PERSISTENT');
+    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
+    if (this._persistent && this._name) {
+      binding.shmUnlink(PREFIX + this._name, this._id); // throws ENOENT when already unlinked or the name is gone
+      return;
     }
-    binding.shmUnlink(PREFIX + this._name);
+    // Not mapped here any more (closed): nothing of this process can attach it
+    // (its handles name an fd that close() closed), so a first unlink() is done.
+    binding.shmUnlink(null, this._id, this._unlinked); // throws ENOENT for a second unlink
+    this._unlinked = true;
   }
 
   [Symbol.dispose](): void {
-    this.close();
+    SharedMemory.prototype.close.call(this);
   }
 
   /** @internal */

@@ -147,22 +147,6 @@ Napi::Value SlotUnref(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), r);
 }
 
-bool ParseId(const std::string& hex, uint8_t out[16]) {
-  if (hex.size() != 32) return false;
-  for (int i = 0; i < 16; i++) {
-    unsigned v = 0;
-    for (int k = 0; k < 2; k++) {
-      char c = hex[static_cast<size_t>(i * 2 + k)];
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
-      else return false;
-    }
-    out[i] = static_cast<uint8_t>(v);
-  }
-  return true;
-}
-
 Napi::Value ResultPair(Napi::Env env, int status, uint32_t seg) {
   Napi::Array a = Napi::Array::New(env, 2);
   a.Set(0u, Napi::Number::New(env, status));
@@ -180,7 +164,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
       !info[7].IsString()) {
     return ResultPair(env, kBadHandle, 0);
   }
-  if (!ParseId(info[0].As<Napi::String>().Utf8Value(), ref.id)) return ResultPair(env, kBadHandle, 0);
+  if (!ParseSegmentId(info[0].As<Napi::String>().Utf8Value(), ref.id)) return ResultPair(env, kBadHandle, 0);
   ref.kind = ArgU32(info, 1);
   ref.ctx = ArgU32(info, 2);
   ref.pid = ArgU32(info, 3);
@@ -331,7 +315,8 @@ Napi::Value SegInfo(const Napi::CallbackInfo& info) {
   o.Set("name", Napi::String::New(env, si.name));
   const SegmentHeader* h = reinterpret_cast<const SegmentHeader*>(si.base);
   o.Set("dataSize", Napi::Number::New(env, static_cast<double>(h->data_size)));
-  o.Set("persistent", Napi::Boolean::New(env, (h->flags & kSegPersistent) != 0));
+  uint32_t flags = __atomic_load_n(&h->flags, __ATOMIC_ACQUIRE);  // unlink() may set a bit
+  o.Set("persistent", Napi::Boolean::New(env, (flags & kSegPersistent) != 0));
   return o;
 }
 

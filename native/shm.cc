@@ -1,4 +1,6 @@
 // Bindings for SharedMemory segments: create, open by name, unlink.
+#include <errno.h>
+
 #include <string>
 
 #include "core/segment.h"
@@ -19,6 +21,8 @@ Napi::Value Pair(Napi::Env env, int status, uint32_t seg) {
 Napi::Value ShmCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double size = ArgF64(info, 1, 0);
+  // Written so that NaN fails too (no float -> integer overflow below).
+  if (!(size >= 1 && size <= static_cast<double>(kShmMaxSize))) return Pair(env, kRange, 0);
   std::string name;
   if (info[2].IsString()) name = info[2].As<Napi::String>().Utf8Value();
   uint32_t seg = 0;
@@ -45,9 +49,27 @@ Napi::Value ShmOpenName(const Napi::CallbackInfo& info) {
   return Pair(env, r, seg);
 }
 
+// shmUnlink(name, idHex?, unlinkedHere?) -> 0: SharedMemory.unlink().
+// With idHex, the segment with that id is first marked unlinked in its shared
+// header (attach refuses it from then on, in every process); a second unlink
+// (the mark already set, from any process) throws ENOENT, like shm_unlink(2)
+// of a removed name, and leaves the name alone (it may name a new segment by
+// now). Then a non-empty name (persistent) is removed from /dev/shm.
+// `unlinkedHere`: this object's unlink() already ran while this process no
+// longer mapped the segment (nothing left to mark): ENOENT too.
 Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  uint8_t id[16];
+  if (info.Length() > 1 && info[1].IsString() && ParseSegmentId(info[1].As<Napi::String>().Utf8Value(), id)) {
+    int m = shm_mark_unlinked(id);  // kBadHandle: not mapped here
+    if (m == kBadHandle && name.empty() && ArgBool(info, 2)) m = -ENOENT;
+    if (m < 0) {
+      ThrowSystemError(env, m, name.empty() ? "unlink" : "shm_unlink");
+      return env.Undefined();
+    }
+  }
+  if (name.empty()) return Napi::Number::New(env, 0);
   int r = shm_unlink_named(name.c_str());
   if (r < 0) {
     ThrowSystemError(env, r, "shm_unlink");

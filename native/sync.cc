@@ -71,7 +71,7 @@ Napi::Value LockAcquire(const Napi::CallbackInfo& info) {
   LockSlot* s = GetSlot<LockSlot>(info, 0, 1, kPrimLock, kPrimRLock, &base);
   uint32_t t = Token(info, 2);
   if (!s || !t) return Bad(info.Env());
-  return Status(info.Env(), lock_acquire(base, s, t, ArgF64(info, 3, -1), ArgBool(info, 4)), "futex");
+  return Status(info.Env(), lock_acquire(base, s, t, TimeoutArg(info, 3), ArgBool(info, 4)), "futex");
 }
 
 Napi::Value LockSettle(const Napi::CallbackInfo& info) {
@@ -116,7 +116,7 @@ Napi::Value SemAcquire(const Napi::CallbackInfo& info) {
   if ((s->flags & kSemUndo) &&
       (reinterpret_cast<const uint8_t*>(s) + sem_slot_units(true) * kUnit > base + kArenaSize))
     return Bad(info.Env());
-  return Status(info.Env(), sem_acquire(base, s, ArgF64(info, 2, -1)), "futex");
+  return Status(info.Env(), sem_acquire(base, s, TimeoutArg(info, 2)), "futex");
 }
 
 Napi::Value SemRelease(const Napi::CallbackInfo& info) {
@@ -135,7 +135,7 @@ Napi::Value SemRecover(const Napi::CallbackInfo& info) {
 Napi::Value EventWait(const Napi::CallbackInfo& info) {
   EventSlot* s = GetSlot<EventSlot>(info, 0, 1, kPrimEvent, kPrimEvent, nullptr);
   if (!s) return Bad(info.Env());
-  return Status(info.Env(), event_wait(s, ArgF64(info, 2, -1)), "futex");
+  return Status(info.Env(), event_wait(s, TimeoutArg(info, 2)), "futex");
 }
 
 Napi::Value EventWake(const Napi::CallbackInfo& info) {
@@ -151,14 +151,15 @@ Napi::Value CondWait(const Napi::CallbackInfo& info) {
   CondSlot* c = GetSlot<CondSlot>(info, 3, 4, kPrimCondition, kPrimCondition, nullptr);
   uint32_t t = Token(info, 5);
   if (!l || !c || !t) return Bad(info.Env());
-  return Status(info.Env(), cond_wait(lbase, l, ArgBool(info, 2), c, t, ArgF64(info, 6, -1)), "futex");
+  return Status(info.Env(), cond_wait(lbase, l, ArgBool(info, 2), c, t, TimeoutArg(info, 6)), "futex");
 }
 
 Napi::Value CondNotify(const Napi::CallbackInfo& info) {
   CondSlot* c = GetSlot<CondSlot>(info, 0, 1, kPrimCondition, kPrimCondition, nullptr);
   if (!c) return Bad(info.Env());
   double n = ArgF64(info, 2, 1);
-  uint32_t k = n >= static_cast<double>(UINT32_MAX) ? UINT32_MAX : static_cast<uint32_t>(n);
+  // Written so that NaN and negatives give 0 (no float -> int overflow).
+  uint32_t k = !(n >= 0) ? 0 : n >= static_cast<double>(UINT32_MAX) ? UINT32_MAX : static_cast<uint32_t>(n);
   return Napi::Number::New(info.Env(), cond_notify(c, k));
 }
 
@@ -179,7 +180,7 @@ Napi::Value BarrierWait(const Napi::CallbackInfo& info) {
   uint32_t t = Token(info, 2);
   if (!b || !t) return Bad(env);
   uint32_t index = 0;
-  int r = barrier_wait(base, b, t, ArgF64(info, 3, -1), &index);
+  int r = barrier_wait(base, b, t, TimeoutArg(info, 3), &index);
   if (r < 0) return Status(env, r, "futex");
   Napi::Array a = Napi::Array::New(env, 2);
   a.Set(0u, Napi::Number::New(env, r));
@@ -212,7 +213,7 @@ Napi::Value WordWait(const Napi::CallbackInfo& info) {
     return Bad(info.Env());
   }
   uint32_t* w = reinterpret_cast<uint32_t*>(a.base + static_cast<uint64_t>(off));
-  return Status(info.Env(), word_wait(w, static_cast<uint32_t>(ArgI32(info, 2)), ArgF64(info, 3, -1)), "futex");
+  return Status(info.Env(), word_wait(w, static_cast<uint32_t>(ArgI32(info, 2)), TimeoutArg(info, 3)), "futex");
 }
 
 Napi::Value WordWake(const Napi::CallbackInfo& info) {

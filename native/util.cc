@@ -38,6 +38,27 @@ void BufferView::Release() {
 
 EnvData* GetEnvData(Napi::Env env) { return env.GetInstanceData<EnvData>(); }
 
+bool ParseSegmentId(const std::string& hex, uint8_t out[16]) {
+  if (hex.size() != 32) return false;
+  for (int i = 0; i < 16; i++) {
+    unsigned v = 0;
+    for (int k = 0; k < 2; k++) {
+      char c = hex[static_cast<size_t>(i * 2 + k)];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') v |= static_cast<unsigned>(c - 'a' + 10);
+      else return false;
+    }
+    out[i] = static_cast<uint8_t>(v);
+  }
+  return true;
+}
+
+double TimeoutArg(const Napi::CallbackInfo& info, size_t i) {
+  double t = ArgF64(info, i, -1);
+  return (t >= 0 && t < kForeverMs) ? t : -1;  // NaN fails the test: forever
+}
+
 void NoteView(Napi::Env env, uint32_t seg, int64_t delta) {
   EnvData* d = GetEnvData(env);
   if (!d) return;

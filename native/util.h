@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -57,6 +58,12 @@ inline double ArgF64(const Napi::CallbackInfo& info, size_t i, double dflt) {
 inline bool ArgBool(const Napi::CallbackInfo& info, size_t i) {
   return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
 }
+// A timeout argument in ms. NaN, negatives and values at or beyond what the
+// kernel can express (kForeverMs, ~292 years) mean forever (-1), as
+// lib/validate.ts's parseTimeout() maps them before they get here.
+double TimeoutArg(const Napi::CallbackInfo& info, size_t i);
+// A segment id as handles carry it (32 lowercase hex digits) -> 16 bytes.
+bool ParseSegmentId(const std::string& hex, uint8_t out[16]);
 
 // Registration of each binding file's functions.
 void RegisterArena(Napi::Env env, Napi::Object exports);

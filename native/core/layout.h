@@ -16,7 +16,8 @@ enum CtxKind : uint32_t { kCtxSpawn = 1, kCtxFork = 2, kCtxForkserver = 3 };
 
 // First bytes of every segment (arena or SharedMemory). Written once by the
 // creator before the segment is shared; read-only afterwards except the
-// arena's next_gen counter.
+// arena's next_gen counter and the kSegUnlinked bit of flags (set once, by an
+// atomic or, by whichever process's unlink() comes first).
 struct SegmentHeader {
   uint32_t magic;          // kMagic
   uint32_t version;        // kLayoutVersion
@@ -25,7 +26,7 @@ struct SegmentHeader {
   uint64_t size;           // bytes of the whole mapping (== file size)
   uint8_t id[16];          // random, names the segment in handles
   uint32_t creator_pid;
-  uint32_t flags;          // kSegPersistent
+  uint32_t flags;          // kSegPersistent | kSegUnlinked (atomic)
   uint64_t creator_start;  // creator's /proc start time (pid reuse guard)
   uint64_t data_offset;    // arena: first slot; shm: user bytes
   uint64_t data_size;      // arena: slot bytes; shm: the user's size
@@ -41,6 +42,9 @@ static_assert(offsetof(SegmentHeader, data_offset) == 56, "");
 static_assert(offsetof(SegmentHeader, next_gen) == 72, "");
 static_assert(offsetof(SegmentHeader, name) == 80, "");
 constexpr uint32_t kSegPersistent = 1;
+// SharedMemory (memfd) whose unlink() was called: attach refuses it; the
+// mappings that exist keep working.
+constexpr uint32_t kSegUnlinked = 2;
 
 // Processes that have mapped an arena register (pid, start time) here, once
 // per process per arena, so that a waiter can tell a dead owner from a live

@@ -4,8 +4,18 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <time.h>
 
 namespace forksafe {
+
+// The longest timeout the kernel can express: KTIME_MAX (2^63 - 1 ns) in ms,
+// about 292 years. A timeout at or beyond it means "forever" (lib/validate.ts
+// maps such timeouts to -1 before they reach native code).
+constexpr double kForeverMs = 9223372036854.775807;
+// The one ms -> timespec conversion (relative timeouts and CLOCK_MONOTONIC
+// deadlines alike): NaN and negatives give 0; values beyond kForeverMs
+// saturate at it, so no float -> time_t cast overflows.
+void timespec_from_ms(double ms, struct timespec* out);
 
 // futex on a 32-bit word in MAP_SHARED memory (never FUTEX_PRIVATE: the word
 // is shared between processes). timeout_ms < 0 waits forever.

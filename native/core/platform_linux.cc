@@ -34,16 +34,6 @@ namespace {
 std::atomic<uint32_t> g_pid{0};
 std::atomic<uint64_t> g_start{0};
 
-struct timespec ms_to_timespec(double ms) {
-  struct timespec ts;
-  if (ms < 0) ms = 0;
-  ts.tv_sec = static_cast<time_t>(ms / 1000.0);
-  ts.tv_nsec = static_cast<long>((ms - static_cast<double>(ts.tv_sec) * 1000.0) * 1e6);
-  if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-  if (ts.tv_nsec < 0) ts.tv_nsec = 0;
-  return ts;
-}
-
 // Parses field 22 (starttime) of /proc/<pid>/stat. The comm field may hold
 // spaces and parentheses, so fields are counted from the last ')'.
 int read_stat(const char* path, uint64_t* out, char* state) {
@@ -73,11 +63,25 @@ int read_stat(const char* path, uint64_t* out, char* state) {
 }
 }  // namespace
 
+void timespec_from_ms(double ms, struct timespec* out) {
+  // Written so that NaN takes the first branch.
+  if (!(ms > 0)) ms = 0;
+  if (ms > kForeverMs) ms = kForeverMs;
+  double sec = ms / 1000.0;  // <= 9.3e9: fits time_t
+  out->tv_sec = static_cast<time_t>(sec);
+  long ns = static_cast<long>((ms - static_cast<double>(out->tv_sec) * 1000.0) * 1e6);
+  if (ns >= 1000000000L) {
+    out->tv_sec++;
+    ns -= 1000000000L;
+  }
+  out->tv_nsec = ns < 0 ? 0 : ns;
+}
+
 int futex_wait(uint32_t* addr, uint32_t expected, double timeout_ms) {
   struct timespec ts;
   struct timespec* tsp = nullptr;
   if (timeout_ms >= 0) {
-    ts = ms_to_timespec(timeout_ms);
+    timespec_from_ms(timeout_ms, &ts);
     tsp = &ts;
   }
   long r = syscall(SYS_futex, addr, FUTEX_WAIT, expected, tsp, nullptr, 0);

@@ -27,6 +27,7 @@ enum Status : int {
   kTooMany = 10,
   kNotEqual = 11,
   kExists = 12,
+  kUnlinked = 13,  // a SharedMemory unlink() marked: attach refuses it
 };
 
 struct SegmentInfo {
@@ -66,7 +67,8 @@ int slot_ref(uint32_t seg, uint64_t off, uint32_t gen, uint32_t kind);
 int slot_unref(uint32_t seg, uint64_t off);
 
 // Finds or maps the segment a handle names; takes a view. kContext when the
-// segment lives in anonymous 'fork' memory this process does not have.
+// segment lives in anonymous 'fork' memory this process does not have,
+// kUnlinked when it is a SharedMemory that unlink() marked (no view taken).
 int segment_open(const SegmentRef& ref, uint32_t* seg);
 // Maps an fd inherited from a parent (the spawn bootstrap). Takes ownership of
 // fd and one view.
@@ -80,6 +82,12 @@ int segment_info(uint32_t seg, SegmentInfo* out);
 int shm_create(uint32_t ctx, uint64_t size, const char* name, bool persistent, uint32_t* seg);
 // Opens an existing persistent segment by name (no handle needed).
 int shm_open_existing(const char* name, uint32_t* seg);
+// SharedMemory.unlink() of a memfd (non-persistent) segment: sets the
+// kSegUnlinked bit in the shared header of the segment with this id, so that
+// every later attach of its handle, in any process, is refused (kUnlinked).
+// kOk; -ENOENT if the bit was set already (a second unlink, from any
+// process); kBadHandle if this process does not map the segment.
+int shm_mark_unlinked(const uint8_t id[16]);
 
 // Registers this process in an arena's participant table (idempotent).
 void participant_register(uint8_t* arena_base);

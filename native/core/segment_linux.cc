@@ -88,6 +88,12 @@ void init_header(uint8_t* base, uint32_t kind, uint32_t ctx, uint64_t size, uint
   __atomic_store_n(&h->magic, kMagic, __ATOMIC_RELEASE);
 }
 
+// A SharedMemory whose unlink() was called (any process): attach refuses it.
+bool is_unlinked(const uint8_t* base) {
+  const SegmentHeader* h = reinterpret_cast<const SegmentHeader*>(base);
+  return h->kind == kSegShm && (__atomic_load_n(&h->flags, __ATOMIC_ACQUIRE) & kSegUnlinked) != 0;
+}
+
 // Checks a header read from a mapping of `map_size` bytes.
 bool header_valid(const uint8_t* base, uint64_t map_size, uint32_t want_kind) {
   const SegmentHeader* h = reinterpret_cast<const SegmentHeader*>(base);
@@ -297,6 +303,7 @@ int segment_open(const SegmentRef& ref, uint32_t* seg) {
   if (rec) {
     if (rec->info.kind != ref.kind || rec->info.ctx != ref.ctx || rec->info.size != ref.size)
       return kBadHandle;
+    if (is_unlinked(rec->info.base)) return kUnlinked;
     rec->views++;
     *seg = rec->info.local_id;
     return kOk;
@@ -318,10 +325,17 @@ int segment_open(const SegmentRef& ref, uint32_t* seg) {
   int r = map_and_register(fd, ref.id, ref.kind, ref.ctx, (ref.name && ref.name[0]) ? nullptr : &want, seg);
   if (r == -EEXIST) {
     close_fd(fd);
-    return kOk;
+    r = kOk;
+  } else if (r != kOk) {
+    close_fd(fd);
+    return r;
   }
-  if (r != kOk) close_fd(fd);
-  return r;
+  Record* mapped = find_local(*seg);
+  if (mapped && is_unlinked(mapped->info.base)) {
+    if (--mapped->views <= 0) drop_mapping(mapped);  // the view just taken
+    return kUnlinked;
+  }
+  return kOk;
 }
 
 int segment_adopt_fd(int fd, uint32_t* seg) {
@@ -410,6 +424,14 @@ int shm_open_existing(const char* name, uint32_t* seg) {
   }
   if (r != kOk) close_fd(fd);
   return r;
+}
+
+int shm_mark_unlinked(const uint8_t id[16]) {
+  std::lock_guard<std::mutex> g(g_mu);
+  Record* rec = find_by_id(id);
+  if (!rec || rec->info.kind != kSegShm) return kBadHandle;
+  uint32_t prev = __atomic_fetch_or(&header(rec->info.base)->flags, kSegUnlinked, __ATOMIC_ACQ_REL);
+  return (prev & kSegUnlinked) ? -ENOENT : kOk;
 }
 
 // ---- participants & liveness ----------------------------------------------

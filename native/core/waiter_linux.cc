@@ -346,13 +346,7 @@ void run(WaiterThread* w) {
     struct timespec ts;
     struct timespec* tsp = nullptr;
     if (wake_at >= 0) {
-      double ms = wake_at < now ? now : wake_at;
-      ts.tv_sec = static_cast<time_t>(ms / 1000.0);
-      ts.tv_nsec = static_cast<long>((ms - static_cast<double>(ts.tv_sec) * 1000.0) * 1e6);
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
+      timespec_from_ms(wake_at < now ? now : wake_at, &ts);  // absolute; saturates
       tsp = &ts;
     }
     // Spin briefly before sleeping (as sync waiters do), while every word still
