@@ -58,7 +58,7 @@ t.test('a Worker created in the same tick, holding a Lock: refused, with and wit
       setTimeout(() => l.release(), 300);
     \`, { eval: true, workerData: { h: lock.handle(), flag } });
     // Still the same tick: Node has not emitted 'worker' nor 'online' yet.
-    Atomics.wait(flag, 0, 0, 10000);
+    Atomics.wait(flag, 0, 0, 60000); // (under qemu a worker takes seconds to start)
     out.workerHolds = lock.locked();
     out.safety = forkSafety();
     try { fork(); out.forked = true; } catch (e) { out.forkError = { name: e.name, code: e.code }; }
