@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import * as util from 'node:util';
 import { isMainThread } from 'node:worker_threads';
 import { binding } from './binding';
-import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType } from './errors';
+import { ContextError, ForkUnsafeError, ForksafeError, invalidArgType, invalidThis } from './errors';
 import { setToken } from './runtime';
 import { forgetAfterFork } from './async';
 import { timeoutOf, validateObject } from './validate';
@@ -479,6 +479,13 @@ onForkChild(() => {
 
 /** The parent's handle on a process made by fork(). */
 export class ForkedChild {
+  #forkedChild = true;
+
+  /** @internal Whether `o` is a real ForkedChild. */
+  static _isForkedChild(o: unknown): o is ForkedChild {
+    return typeof o === 'object' && o !== null && #forkedChild in o;
+  }
+
   readonly pid: number;
   readonly exited: Promise<ExitInfo>;
   /** @internal */ _owner: number;
@@ -519,15 +526,18 @@ export class ForkedChild {
   }
 
   get exitCode(): number | null {
+    if (!ForkedChild._isForkedChild(this)) throw invalidThis('ForkedChild');
     return (this._exit ?? this._joined)?.code ?? null;
   }
 
   get signalCode(): NodeJS.Signals | null {
+    if (!ForkedChild._isForkedChild(this)) throw invalidThis('ForkedChild');
     return (this._exit ?? this._joined)?.signal ?? null;
   }
 
   /** Blocks until the child exits (true) or the timeout passes (false). */
   join(opts?: { timeout?: number }): boolean {
+    if (!ForkedChild._isForkedChild(this)) throw invalidThis('ForkedChild');
     this._check('join()');
     if (this._exit) return true;
     const timeout = opts === undefined ? -1 : timeoutOf(opts);
@@ -538,6 +548,7 @@ export class ForkedChild {
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    if (!ForkedChild._isForkedChild(this)) throw invalidThis('ForkedChild');
     this._check('kill()');
     if (this._exit) return;
     const n = validSignal(signal);

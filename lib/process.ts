@@ -8,7 +8,7 @@ import * as v8 from 'node:v8';
 import type { Readable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { binding } from './binding';
-import { ContextError, ForksafeError, invalidArgType, notCloneable } from './errors';
+import { ContextError, ForksafeError, invalidArgType, invalidThis, notCloneable } from './errors';
 import { contextOf } from './primitive';
 import { toWire } from './handoff';
 import type { StartMethod } from './layout';
@@ -112,6 +112,13 @@ function serializeArgs(payload: unknown, wire: unknown[], args: unknown[]): Buff
 }
 
 export class Process {
+  #process = true;
+
+  /** @internal Whether `o` is a real Process. */
+  static _isProcess(o: unknown): o is Process {
+    return typeof o === 'object' && o !== null && #process in o;
+  }
+
   /** @internal */ _method: StartMethod;
   /** @internal */ _opts: ProcessOptions;
   /** @internal */ _owner = process.pid;
@@ -181,6 +188,7 @@ export class Process {
 
   /** Spawns the child. Context rules are checked first: nothing starts if they fail. */
   start(): this {
+    if (!Process._isProcess(this)) throw invalidThis('Process');
     if (this._child || this._fsPid !== null) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
     this._checkOwner('start()');
     if (this._method === 'forkserver') return this._startForkserver();
@@ -285,14 +293,17 @@ export class Process {
   }
 
   get pid(): number | null {
+    if (!Process._isProcess(this)) throw invalidThis('Process');
     return this._fsPid ?? this._child?.pid ?? null;
   }
 
   get exitCode(): number | null {
+    if (!Process._isProcess(this)) throw invalidThis('Process');
     return (this._exit ?? this._joined)?.code ?? null;
   }
 
   get signalCode(): NodeJS.Signals | null {
+    if (!Process._isProcess(this)) throw invalidThis('Process');
     return (this._exit ?? this._joined)?.signal ?? null;
   }
 
@@ -305,6 +316,7 @@ export class Process {
 
   /** Blocks until the child exits (true) or the timeout passes (false). Does not reap. */
   join(opts?: { timeout?: number }): boolean {
+    if (!Process._isProcess(this)) throw invalidThis('Process');
     if (!this._child && this._fsPid === null) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     this._checkOwner('join()');
     if (this._exit || this._joined) return true;
@@ -326,6 +338,7 @@ export class Process {
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    if (!Process._isProcess(this)) throw invalidThis('Process');
     if (!this._child && this._fsPid === null) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     this._checkOwner('kill()');
     const n = validSignal(signal);
@@ -346,6 +359,13 @@ export class Process {
  * Needs what fork() needs (node --single-threaded, see forkSafety()).
  */
 export class ForkProcess {
+  #forkProcess = true;
+
+  /** @internal Whether `o` is a real Process. */
+  static _isForkProcess(o: unknown): o is ForkProcess {
+    return typeof o === 'object' && o !== null && #forkProcess in o;
+  }
+
   /** @internal */ _opts: ProcessOptions;
   /** @internal */ _child: import('./fork').ForkedChild | null = null;
   /** @internal */ _exited: Promise<ExitInfo>;
@@ -382,6 +402,7 @@ export class ForkProcess {
   }
 
   start(): this {
+    if (!ForkProcess._isForkProcess(this)) throw invalidThis('Process');
     if (this._child) throw new ForksafeError('Process.start(): already started', 'ERR_FORKSAFE_STARTED');
     const args = this._opts.args ?? [];
     toWire(args, 'fork', 'a Process', new Set()); // Context rules: throws before anything starts
@@ -417,23 +438,28 @@ export class ForkProcess {
   }
 
   get pid(): number | null {
+    if (!ForkProcess._isForkProcess(this)) throw invalidThis('Process');
     return this._child?.pid ?? null;
   }
 
   get exitCode(): number | null {
+    if (!ForkProcess._isForkProcess(this)) throw invalidThis('Process');
     return this._child?.exitCode ?? null;
   }
 
   get signalCode(): NodeJS.Signals | null {
+    if (!ForkProcess._isForkProcess(this)) throw invalidThis('Process');
     return this._child?.signalCode ?? null;
   }
 
   join(opts?: { timeout?: number }): boolean {
+    if (!ForkProcess._isForkProcess(this)) throw invalidThis('Process');
     if (!this._child) throw new ForksafeError('Process.join(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     return this._child.join(opts);
   }
 
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    if (!ForkProcess._isForkProcess(this)) throw invalidThis('Process');
     if (!this._child) throw new ForksafeError('Process.kill(): not started', 'ERR_FORKSAFE_NOT_STARTED');
     this._child.kill(signal);
   }

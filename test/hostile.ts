@@ -636,6 +636,28 @@ t.test('methods and getters called on a foreign `this` throw TypeError ERR_INVAL
   probe.close();
 });
 
+t.test('Process, the fork context\'s Process and ForkedChild on a foreign `this`: ERR_INVALID_THIS', async (t) => {
+  const { ForkedChild } = await import('../dist/index.js');
+  const classes: Array<[string, { prototype: object }]> = [
+    ['spawn Process', getContext('spawn').Process], ['forkserver Process', getContext('forkserver').Process],
+    ['fork Process', getContext('fork').Process], ['ForkedChild', ForkedChild],
+  ];
+  for (const [name, C] of classes) {
+    const list = members(C);
+    t.ok(list.length >= 4, `${name}: ${list.length} public members`);
+    for (const m of list) {
+      for (const [tw, self] of [['{}', {}], ['undefined', undefined], [`Object.create(${name}.prototype)`, Object.create(C.prototype)]] as const) {
+        const d = Object.getOwnPropertyDescriptor(m.owner, m.key) as PropertyDescriptor;
+        const fn = (m.get ? d.get : d.value) as (...a: unknown[]) => unknown;
+        const r = await outcome(() => fn.apply(self, []));
+        const e = r.error as Err | undefined;
+        t.ok(e instanceof TypeError && e.code === 'ERR_INVALID_THIS', `${name}.prototype.${String(m.key)}${m.get ? ' (getter)' : ''} on ${tw}: ERR_INVALID_THIS`,
+          { got: r.error ? describe(r.error) : `returned ${String(r.value)}` });
+      }
+    }
+  }
+});
+
 t.test('attach() reads a handle once: getters that change their answer cannot steer it', async (t) => {
   const l = new Lock();
   t.teardown(() => l.close());
