@@ -651,7 +651,7 @@ t.test('Process, the fork context\'s Process and ForkedChild on a foreign `this`
         const fn = (m.get ? d.get : d.value) as (...a: unknown[]) => unknown;
         const r = await outcome(() => fn.apply(self, []));
         const e = r.error as Err | undefined;
-        t.ok(e instanceof TypeError && e.code === 'ERR_INVALID_THIS', `${name}.prototype.${String(m.key)}${m.get ? ' (getter)' : ''} on ${tw}: ERR_INVALID_THIS`,
+        t.ok(e instanceof TypeError && (e as Err).code === 'ERR_INVALID_THIS', `${name}.prototype.${String(m.key)}${m.get ? ' (getter)' : ''} on ${tw}: ERR_INVALID_THIS`,
           { got: r.error ? describe(r.error) : `returned ${String(r.value)}` });
       }
     }
