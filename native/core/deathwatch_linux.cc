@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -78,6 +79,7 @@ uint64_t g_next_id = 1;   // g_mu
 
 std::atomic<int> g_support{-1};
 std::atomic<bool> g_enabled{true};
+std::atomic<bool> g_knob_set{false};  // deathwatch_set_enabled was called
 std::atomic<double> g_linger_ms{1000.0};
 
 std::atomic<uint64_t> g_wakes{0}, g_deaths{0}, g_dead_at_add{0}, g_adds{0};
@@ -116,6 +118,10 @@ int probe() {
     long r = syscall(SYS_futex_waitv, &fw, 1, 0, &ts, CLOCK_MONOTONIC);
     if (r < 0 && errno == ENOSYS) s = 0;
   }
+  // FORKSAFE_DEATHWATCH=0: off from the start (bench/death.mjs runs the
+  // contended workers both ways with it; not an API). The knob wins.
+  const char* env = getenv("FORKSAFE_DEATHWATCH");
+  if (env && env[0] == '0' && !g_knob_set.load()) g_enabled.store(false);
   int expected = -1;
   g_support.compare_exchange_strong(expected, s);
   return g_support.load();
@@ -483,7 +489,10 @@ void deathwatch_stats(DeathWatchStats* out) {
   out->enabled = g_enabled.load() ? 1 : 0;
 }
 
-void deathwatch_set_enabled(bool on) { g_enabled.store(on); }
+void deathwatch_set_enabled(bool on) {
+  g_knob_set.store(true);
+  g_enabled.store(on);
+}
 
 void deathwatch_set_linger_ms(double ms) {
   g_linger_ms.store(ms);
