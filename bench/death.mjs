@@ -3,7 +3,8 @@
 // (a pidfd per holder, watched by a native thread that wakes the waiter) and
 // with the 50 ms liveness slice alone (the watcher switched off), side by side
 // in the same run, trials interleaved; and what the watcher's registration
-// costs a contended lock (2 and 4 processes, watcher on vs off in the workers).
+// costs a contended lock (2 and 4 processes, watcher on vs off in the workers)
+// and a lock hand-off ping-pong (every hand-off a wait on the other process).
 //
 //   node bench/death.mjs [trials]          (200 trials per row, about 2 minutes on 2 CPUs; needs dist/ and the addon built)
 //   BENCH_QUICK=1 node bench/death.mjs     (50 trials per row, shorter contended runs)
@@ -44,6 +45,8 @@ const P = {
   contK: QUICK ? 50_000 : 100_000,
   contReps: QUICK ? 2 : 3,
   contRounds: QUICK ? 1 : 2,
+  ppN: QUICK ? 2000 : 5000,
+  ppRounds: QUICK ? 2 : 4,
 };
 
 const report = newReport();
@@ -248,6 +251,53 @@ raw.contended = cont;
       { key: 'n', header: 'runs', fmt: fmtInt },
       { key: 'vs', header: 'on ÷ off', fmt: fmtRatio },
       { key: 'exact', header: 'counter exact' },
+    ],
+    rows,
+  });
+}
+
+// ---- 3. registration cost on every hand-off: the 3-lock ping-pong -------------------------------
+// Each hand-off is a wait on a lock the other process holds, so (when it
+// does not end while spinning) it registers that process with the watcher.
+log(`section 3: lock ping-pong, ${fmtInt(P.ppN)} round trips, sync and async, watcher on vs off (${P.ppRounds} rounds, interleaved)`);
+const pp = { sync: { on: [], off: [] }, async: { on: [], off: [] } };
+for (let r = 0; r < P.ppRounds; r++) {
+  for (const how of ['sync', 'async']) {
+    for (const k of r % 2 ? ['off', 'on'] : ['on', 'off']) {
+      const e = { ...process.env };
+      if (k === 'off') e.FORKSAFE_DEATHWATCH = '0';
+      else delete e.FORKSAFE_DEATHWATCH;
+      log(`node measure.mjs lock-pingpong ${P.ppN} ${P.ppN / 10} ${how} (watcher ${k})`);
+      const res = runJSON(process.execPath, [MEASURE, 'lock-pingpong', String(P.ppN), String(P.ppN / 10), how], { cwd: root, env: e, timeoutMs: 120_000 });
+      if (!res.ok) notes.push(`lock-pingpong ${how} (watcher ${k}) failed: ${res.error}`);
+      else pp[how][k].push(res.data.ns / 1000);
+    }
+  }
+}
+raw.pingpong = pp;
+{
+  const rows = [];
+  for (const how of ['sync', 'async']) {
+    const on = pp[how].on;
+    const off = pp[how].off;
+    const row = (label, xs) => ({
+      label, us: xs.length ? round(median(xs), 2) : null,
+      range: xs.length ? `${round(Math.min(...xs), 2)} – ${round(Math.max(...xs), 2)} µs` : '—', n: xs.length,
+    });
+    rows.push({ ...row(`${how === 'sync' ? 'acquire()' : 'await acquireAsync()'} ping-pong, death watcher on`, on), vs: ratio(median(on), median(off)) });
+    rows.push({ ...row(`${how === 'sync' ? 'acquire()' : 'await acquireAsync()'} ping-pong, death watcher off`, off), vs: null });
+    goal(`lock ping-pong (${how}) round trip: watcher on ÷ off (info; noisy on a shared machine)`, ratio(median(on), median(off)), null,
+      `${round(median(on), 2)} vs ${round(median(off), 2)} µs (runs ${rows.at(-2).range} vs ${rows.at(-1).range})`);
+  }
+  sections.push({
+    id: 'death_pingpong',
+    title: `3. Lock hand-off ping-pong between 2 processes (bench/measure.mjs lock-pingpong): median round trip of ${fmtInt(P.ppN)}, median over ${P.ppRounds} runs (range = the runs' medians)`,
+    columns: [
+      { key: 'label', header: 'what' },
+      { key: 'us', header: 'round trip', fmt: (x) => (x == null ? '—' : `${x} µs`) },
+      { key: 'range', header: 'range' },
+      { key: 'n', header: 'runs', fmt: fmtInt },
+      { key: 'vs', header: 'on ÷ off', fmt: fmtRatio },
     ],
     rows,
   });
