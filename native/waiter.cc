@@ -431,12 +431,23 @@ Napi::Value DeathwatchKnob(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() > 0 && info[0].IsObject()) {
     Napi::Object o = info[0].As<Napi::Object>();
+    // Getters may throw (a forged options object): stop at the first.
     Napi::Value v = o.Get("enabled");
+    if (env.IsExceptionPending()) return env.Undefined();
     if (v.IsBoolean()) deathwatch_set_enabled(v.As<Napi::Boolean>().Value());
     v = o.Get("sliceMs");
-    if (v.IsNumber()) set_liveness_slice_ms(v.As<Napi::Number>().DoubleValue());
+    if (env.IsExceptionPending()) return env.Undefined();
+    // 1 ms .. 1 h: anything else (NaN, 0, huge) is ignored.
+    if (v.IsNumber()) {
+      double ms = v.As<Napi::Number>().DoubleValue();
+      if (ms >= 1 && ms <= 3.6e6) set_liveness_slice_ms(ms);
+    }
     v = o.Get("lingerMs");
-    if (v.IsNumber()) deathwatch_set_linger_ms(v.As<Napi::Number>().DoubleValue());
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (v.IsNumber()) {
+      double ms = v.As<Napi::Number>().DoubleValue();
+      if (ms >= 0 && ms <= 3.6e6) deathwatch_set_linger_ms(ms);
+    }
   }
   bool enabled = deathwatch_enabled();  // probes the kernel once
   DeathWatchStats st;
