@@ -42,6 +42,7 @@
             "native/core/platform_linux.cc",
             "native/core/segment_linux.cc",
             "native/core/waiter_linux.cc",
+            "native/core/deathwatch_linux.cc",
             "native/core/fork_linux.cc",
             "native/core/glibc_compat_linux.cc"
           ],

@@ -557,3 +557,8 @@ if (forkRun.status !== 0) console.log(`bench/fork.mjs failed: ${forkRun.error?.m
 console.log();
 const fsRun = spawnSync(process.execPath, [path.join(here, 'forkserver.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
 if (fsRun.status !== 0) console.log(`bench/forkserver.mjs failed: ${fsRun.error?.message ?? `exit ${fsRun.status ?? fsRun.signal}`}`);
+
+// ---- owner death: bench/death.mjs (writes bench/death-results.json) ----
+console.log();
+const deathRun = spawnSync(process.execPath, [path.join(here, 'death.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
+if (deathRun.status !== 0) console.log(`bench/death.mjs failed: ${deathRun.error?.message ?? `exit ${deathRun.status ?? deathRun.signal}`}`);

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "core/deathwatch.h"
 #include "core/segment.h"
 #include "core/sync.h"
 #include "core/waiter.h"
@@ -422,6 +423,49 @@ Napi::Value AsyncStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Test and bench knob, not API: _deathwatch({ enabled?, sliceMs?, lingerMs? })
+// switches the death watcher off/on (off = slices only), changes the liveness
+// slice (to show that the watcher alone wakes a waiter) and how long an idle
+// pidfd is kept; returns the watcher's counters.
+Napi::Value DeathwatchKnob(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() > 0 && info[0].IsObject()) {
+    Napi::Object o = info[0].As<Napi::Object>();
+    // Getters may throw (a forged options object): stop at the first.
+    Napi::Value v = o.Get("enabled");
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (v.IsBoolean()) deathwatch_set_enabled(v.As<Napi::Boolean>().Value());
+    v = o.Get("sliceMs");
+    if (env.IsExceptionPending()) return env.Undefined();
+    // 1 ms .. 1 h: anything else (NaN, 0, huge) is ignored.
+    if (v.IsNumber()) {
+      double ms = v.As<Napi::Number>().DoubleValue();
+      if (ms >= 1 && ms <= 3.6e6) set_liveness_slice_ms(ms);
+    }
+    v = o.Get("lingerMs");
+    if (env.IsExceptionPending()) return env.Undefined();
+    if (v.IsNumber()) {
+      double ms = v.As<Napi::Number>().DoubleValue();
+      if (ms >= 0 && ms <= 3.6e6) deathwatch_set_linger_ms(ms);
+    }
+  }
+  bool enabled = deathwatch_enabled();  // probes the kernel once
+  DeathWatchStats st;
+  deathwatch_stats(&st);
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("supported", Napi::Number::New(env, st.supported));
+  r.Set("enabled", Napi::Boolean::New(env, enabled));
+  r.Set("running", Napi::Boolean::New(env, st.running != 0));
+  r.Set("wakes", Napi::Number::New(env, static_cast<double>(st.wakes)));
+  r.Set("deaths", Napi::Number::New(env, static_cast<double>(st.deaths)));
+  r.Set("deadAtAdd", Napi::Number::New(env, static_cast<double>(st.dead_at_add)));
+  r.Set("adds", Napi::Number::New(env, static_cast<double>(st.adds)));
+  r.Set("pidfds", Napi::Number::New(env, st.pidfds));
+  r.Set("watched", Napi::Number::New(env, st.watched));
+  r.Set("sliceMs", Napi::Number::New(env, liveness_slice_ms()));
+  return r;
+}
+
 }  // namespace
 
 // In a fork()ed child: the parent's pending ops are the parent's (their
@@ -447,6 +491,7 @@ void RegisterWaiter(Napi::Env env, Napi::Object exports) {
   exports.Set("asyncNotifyLocal", Napi::Function::New(env, AsyncNotifyLocal, "asyncNotifyLocal"));
   exports.Set("asyncStats", Napi::Function::New(env, AsyncStats, "asyncStats"));
   exports.Set("_testForkWaiters", Napi::Function::New(env, TestFork, "_testForkWaiters"));
+  exports.Set("_deathwatch", Napi::Function::New(env, DeathwatchKnob, "_deathwatch"));
 }
 
 }  // namespace forksafe

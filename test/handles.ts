@@ -522,7 +522,7 @@ const BINDING_FNS = [
   'tokenAlive', 'semAcquire', 'semRelease', 'semRecover', 'eventWait', 'eventWake', 'condWait', 'condNotify',
   'barrierWait', 'barrierReset', 'barrierAbort', 'wordWait', 'wordWake', 'shmCreate', 'shmOpenName', 'shmUnlink',
   'pidfdOpen', 'pidfdWait', 'payloadFd', 'asyncInit', 'asyncLock', 'asyncSem', 'asyncEvent', 'asyncWord', 'asyncCond',
-  'asyncBarrier', 'asyncCancel', 'asyncNotifyLocal', 'asyncStats', '_testForkWaiters', 'closeFd',
+  'asyncBarrier', 'asyncCancel', 'asyncNotifyLocal', 'asyncStats', '_testForkWaiters', '_deathwatch', 'closeFd',
   'token', 'pid', 'activeRequests', 'reapPidfd', 'pidfdKill', 'seed', 'setPdeathsig', 'ownChild', 'disownChild',
 ];
 // Not fuzzed, on purpose: each ends or forks the calling process, or gives up its

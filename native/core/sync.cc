@@ -1,14 +1,27 @@
 // Blocking algorithms. Every wait is a futex wait on a 32-bit word in shared
-// memory, sliced so that owner death is noticed within kLivenessSliceMs.
+// memory, sliced so that owner death is noticed within kLivenessSliceMs; a
+// wait that depends on a process's death also registers that process with the
+// death watcher (core/deathwatch.h), which wakes it as soon as the process
+// exits. Registration happens only right before sleeping, never on a path
+// that acquires at once or after spinning.
 #include "core/sync.h"
 #include "core/atomics.h"
+#include "core/deathwatch.h"
 
 #include <errno.h>
 
+#include <atomic>
 #include <climits>
 #include <cmath>
 
 namespace forksafe {
+
+namespace {
+std::atomic<double> g_slice_ms{kLivenessSliceMs};
+}  // namespace
+
+double liveness_slice_ms() { return g_slice_ms.load(std::memory_order_relaxed); }
+void set_liveness_slice_ms(double ms) { g_slice_ms.store(ms > 0 ? ms : kLivenessSliceMs); }
 
 namespace {
 
@@ -103,18 +116,22 @@ int word_lock(const uint8_t* base, uint32_t* word, uint32_t token, double timeou
     }
   }
   Deadline dl(timeout_ms);
-  double next_check = monotonic_ms() + kLivenessSliceMs;
+  double next_check = monotonic_ms() + liveness_slice_ms();
+  DeathWatch dw;  // the holder's process, while we sleep (unregistered on return)
   for (;;) {
     double now = monotonic_ms();
     // A try-acquire checks the holder at once: a dead holder must not make
-    // try-acquire fail forever. Blocking waiters check every slice.
-    bool check = timeout_ms == 0 || now >= next_check;
-    if (check) next_check = now + kLivenessSliceMs;
+    // try-acquire fail forever. Blocking waiters check every slice, and at
+    // once when the death watcher says a watched holder died.
+    bool fired = deathwatch_take(&dw);
+    bool check = timeout_ms == 0 || now >= next_check || fired;
+    if (check) next_check = now + liveness_slice_ms();
     uint32_t wv = 0;
     int r = word_try(base, word, token, check, dead, &wv, false);
     if (r != kTimedOut) return r;
     if (timeout_ms == 0 || dl.passed(now)) return kTimedOut;
-    r = futex_wait(word, wv, min_wait(dl.left(now), next_check - now));
+    deathwatch_token(&dw, base, wv);
+    r = deathwatch_sleep(&dw, word, wv, min_wait(dl.left(now), next_check - now));
     if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
   }
 }
@@ -328,16 +345,19 @@ int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
   if (spin_until([&] { return aload(&s->value) > 0 && took(); })) return kOk;
   Deadline dl(timeout_ms);
   double next_check = undo ? monotonic_ms() : -1.0;
+  DeathWatch dw;  // undoOnExit: the processes with undo entries
   for (;;) {
     if (took()) return kOk;
     double now = monotonic_ms();
-    if (undo && now >= next_check) {
-      next_check = now + kLivenessSliceMs;
+    bool fired = deathwatch_take(&dw);
+    if (undo && (now >= next_check || fired)) {
+      next_check = now + liveness_slice_ms();
       if (sem_recover(base, s)) continue;
     }
     if (dl.passed(now)) return kTimedOut;
+    if (undo) sem_watch_holders(&dw, s);
     __atomic_fetch_add(&s->waiters, 1u, __ATOMIC_SEQ_CST);
-    int r = futex_wait(&s->value, 0, min_wait(dl.left(now), undo ? next_check - now : -1.0));
+    int r = deathwatch_sleep(&dw, &s->value, 0, min_wait(dl.left(now), undo ? next_check - now : -1.0));
     __atomic_fetch_sub(&s->waiters, 1u, __ATOMIC_SEQ_CST);
     if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
   }
@@ -577,14 +597,17 @@ int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double tim
   int r = barrier_arrive(base, b, token, index, &g);
   if (r != kTimedOut) return r;
   Deadline dl(timeout_ms);
-  double next_check = monotonic_ms() + kLivenessSliceMs;
+  double next_check = monotonic_ms() + liveness_slice_ms();
+  DeathWatch dw;  // the parties that have arrived (re-read after every wake-up)
   for (;;) {
     double now = monotonic_ms();
-    bool check = now >= next_check;
-    if (check) next_check = now + kLivenessSliceMs;
+    bool fired = deathwatch_take(&dw);
+    bool check = now >= next_check || fired;
+    if (check) next_check = now + liveness_slice_ms();
     r = barrier_poll(base, b, token, g, check, dl.passed(now));
     if (r != kTimedOut) return r;
-    int w = futex_wait(&b->gen, g, min_wait(dl.left(now), next_check - now));
+    barrier_watch_parties(&dw, base, b);
+    int w = deathwatch_sleep(&dw, &b->gen, g, min_wait(dl.left(now), next_check - now));
     if (w < 0 && w != -ETIMEDOUT && w != -EAGAIN && w != -EINTR) return w;
   }
 }
@@ -613,6 +636,47 @@ int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token) {
   barrier_unlock(b);
   futex_wake(&b->gen, INT_MAX);
   return kOk;
+}
+
+// ---- Death watch registrations ------------------------------------------------
+
+void sem_watch_holders(DeathWatch* w, SemSlot* s) {
+  if (!deathwatch_enabled()) return;
+  // Every process with an undo entry, not only those with count > 0: a unit
+  // is taken before it is recorded, and a process that has an entry may take
+  // another unit while we sleep.
+  DeathKey keys[kUndoEntries];
+  size_t n = 0;
+  uint32_t me = self_pid();
+  for (uint32_t i = 0; i < kUndoEntries; i++) {
+    UndoEntry* e = &s->undo[i];
+    uint32_t pid = aload(&e->pid);
+    if (pid == 0 || pid == kUndoReclaiming || pid == me) continue;
+    uint64_t start = aload(&e->start);
+    if (start == 0) continue;  // being claimed or reclaimed right now
+    keys[n++] = DeathKey{pid, start};
+  }
+  deathwatch_set(w, keys, n);
+}
+
+void barrier_watch_parties(DeathWatch* w, const uint8_t* base, BarrierSlot* b) {
+  if (!deathwatch_enabled()) return;
+  // The parties recorded so far. One that arrives after this read is watched
+  // from our next wake-up on (a death of theirs before that: the slice).
+  DeathKey keys[kDeathWatchMax];
+  size_t n = 0;
+  uint32_t me = self_pid();
+  uint32_t parties = aload(&b->parties);
+  uint32_t count = aload(&b->count);
+  for (uint32_t k = 0; k < count && k < parties && k < kMaxParties && n < kDeathWatchMax; k++) {
+    uint32_t t = aload(&b->records[k]);
+    uint32_t pid = token_pid(t);
+    if (t == 0 || word_is_marker(t) || pid == me) continue;
+    bool dup = false;
+    for (size_t i = 0; i < n && !dup; i++) dup = keys[i].pid == pid;
+    if (!dup) keys[n++] = DeathKey{pid, participant_start(base, pid)};
+  }
+  deathwatch_set(w, keys, n);
 }
 
 // ---- SharedMemory wait --------------------------------------------------------

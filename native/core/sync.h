@@ -10,8 +10,13 @@
 
 namespace forksafe {
 
-// How often a blocked waiter re-checks whether the holder is still alive.
+// How often a blocked waiter re-checks whether the holder is still alive
+// (the fallback: the death watcher, core/deathwatch.h, usually wakes it first).
 constexpr double kLivenessSliceMs = 50.0;
+// The slice in use: kLivenessSliceMs unless a test or the bench changed it
+// (set_liveness_slice_ms, to show that the watcher alone wakes the waiter).
+double liveness_slice_ms();
+void set_liveness_slice_ms(double ms);
 
 int lock_acquire(const uint8_t* base, LockSlot* s, uint32_t token, double timeout_ms,
                  bool recursive);
@@ -68,6 +73,13 @@ int barrier_arrive(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t
 // look for dead arrivals (break the barrier if any).
 int barrier_poll(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t g,
                  bool check_liveness, bool expired);
+
+// Death watch registrations of a blocked wait (core/deathwatch.h): the
+// processes holding units of an undo semaphore, and the parties that have
+// arrived at a barrier (this process excluded in both).
+struct DeathWatch;
+void sem_watch_holders(DeathWatch* w, SemSlot* s);
+void barrier_watch_parties(DeathWatch* w, const uint8_t* base, BarrierSlot* b);
 
 // Atomics.wait across processes: kOk, kNotEqual or kTimedOut.
 int word_wait(uint32_t* addr, uint32_t expected, double timeout_ms);

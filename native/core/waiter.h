@@ -10,6 +10,8 @@
 
 namespace forksafe {
 
+struct DeathWatch;
+
 enum AsyncKind : uint32_t {
   kAsyncLock = 1,     // acquire a Lock/RLock for `token`
   kAsyncSem = 2,      // take one unit of a Semaphore
@@ -47,6 +49,7 @@ struct AsyncOp {
   bool woken = false;             // kAsyncWord: its futex entry was woken
   std::atomic<int> local_wake{0}; // kAsyncWord: notified by this process (async_notify_local)
   double next_check = 0;          // next owner-liveness check
+  DeathWatch* death = nullptr;    // processes whose death ends the wait (core/deathwatch.h)
   std::atomic<int> cancel{0};
 };
 

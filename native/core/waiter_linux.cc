@@ -7,7 +7,10 @@
 // Wake-ups: whoever changes a word wakes its futex (release, set, notify...),
 // which wakes this thread; the thread then re-tries every op (cheap atomics)
 // and completes the ones that can. Owner liveness is checked every
-// kLivenessSliceMs for lock, undo-semaphore and barrier ops, as sync waits do.
+// kLivenessSliceMs for lock, undo-semaphore and barrier ops, as sync waits do,
+// and at once when the death watcher (core/deathwatch.h) reports that a
+// process such an op waits on died: the op's DeathWatch bumps this thread's
+// control word, which is in every futex_waitv already.
 #include "core/waiter.h"
 
 #include <errno.h>
@@ -27,6 +30,7 @@
 #include <vector>
 
 #include "core/atomics.h"
+#include "core/deathwatch.h"
 #include "core/platform.h"
 #include "core/segment.h"
 #include "core/sync.h"
@@ -138,6 +142,8 @@ pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
 void finish(WaiterThread* w, AsyncOp* op, int status) {
   if (op->kind == kAsyncWord) word_ops_remove(op);
+  delete op->death;  // unregisters it
+  op->death = nullptr;
   op->status = status;
   w->pending.fetch_sub(1);
   op->done(op);  // may free op
@@ -161,13 +167,36 @@ void cond_leave(AsyncOp* op) {
   }
 }
 
+// The op's DeathWatch, made on first need; a death wakes this thread through
+// its control word. Null when the watcher is off (slices only).
+DeathWatch* watch_of(WaiterThread* w, AsyncOp* op) {
+  if (!op->death) {
+    if (!deathwatch_enabled()) return nullptr;
+    op->death = new DeathWatch();
+    op->death->wake = &w->control;
+  }
+  return op->death;
+}
+
+// Before sleeping on a lock word held by `wv`: watch the holder's process
+// (not our own: a JS thread of ours that ends abandons its locks and wakes).
+void watch_holder(WaiterThread* w, AsyncOp* op, const uint8_t* base, uint32_t wv) {
+  uint32_t pid = token_pid(wv & kTokenMask);
+  if (pid == self_pid() || word_is_marker(wv)) {
+    if (op->death) deathwatch_clear(op->death);
+    return;
+  }
+  if (DeathWatch* dw = watch_of(w, op)) deathwatch_token(dw, base, wv);
+}
+
 // One attempt for an op. Returns true when the op is finished (status set
 // through finish by the caller), else fills the entry to sleep on.
-bool step(AsyncOp* op, double now, Entry* e, int* status) {
+bool step(WaiterThread* w, AsyncOp* op, double now, Entry* e, int* status) {
   bool cancel = op->cancel.load() != 0;
   bool expired = op->deadline >= 0 && now >= op->deadline;
-  bool check = now >= op->next_check;
-  if (check) op->next_check = now + kLivenessSliceMs;
+  bool fired = op->death && deathwatch_take(op->death);
+  bool check = now >= op->next_check || fired;
+  if (check) op->next_check = now + liveness_slice_ms();
   switch (op->kind) {
     case kAsyncEvent: {
       EventSlot* s = reinterpret_cast<EventSlot*>(op->slot);
@@ -190,6 +219,8 @@ bool step(AsyncOp* op, double now, Entry* e, int* status) {
         if (r != kTimedOut) *status = r;
         else if (expired) *status = kTimedOut;
         else {
+          if (undo)
+            if (DeathWatch* dw = watch_of(w, op)) sem_watch_holders(dw, s);
           *e = {&s->value, 0};
           return false;
         }
@@ -228,6 +259,7 @@ bool step(AsyncOp* op, double now, Entry* e, int* status) {
         *status = kTimedOut;
         return true;
       }
+      watch_holder(w, op, op->base, wv);
       *e = {&s->word, wv};
       return false;
     }
@@ -256,6 +288,7 @@ bool step(AsyncOp* op, double now, Entry* e, int* status) {
       uint32_t dead = 0, wv = 0;
       int r = word_try(op->lock_base, &l->word, op->token, check, &dead, &wv, true);
       if (r == kTimedOut) {
+        watch_holder(w, op, op->lock_base, wv);
         *e = {&l->word, wv};
         return false;
       }
@@ -271,6 +304,7 @@ bool step(AsyncOp* op, double now, Entry* e, int* status) {
       BarrierSlot* b = reinterpret_cast<BarrierSlot*>(op->slot);
       int r = barrier_poll(op->base, b, op->token, op->expected, check, expired || cancel);
       if (r == kTimedOut) {
+        if (DeathWatch* dw = watch_of(w, op)) barrier_watch_parties(dw, op->base, b);
         *e = {&b->gen, op->expected};
         return false;
       }
@@ -305,7 +339,7 @@ void run(WaiterThread* w) {
     for (AsyncOp* op : w->ops) {
       Entry e{nullptr, 0};
       int status = 0;
-      if (step(op, now, &e, &status)) {
+      if (step(w, op, now, &e, &status)) {
         finish(w, op, status);
         continue;
       }
@@ -394,9 +428,14 @@ void run(WaiterThread* w) {
 }  // namespace
 
 int async_submit(AsyncOp* op) {
-  pthread_once(&g_atfork_once, [] { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); });
+  pthread_once(&g_atfork_once, [] {
+    // The death watcher's handlers first, so that its prepare runs after ours
+    // (ours parks the threads that may be inside its registry).
+    deathwatch_install_atfork();
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  });
   if (op->kind == kAsyncWord) word_ops_add(op);
-  op->next_check = monotonic_ms() + kLivenessSliceMs;
+  op->next_check = monotonic_ms() + liveness_slice_ms();
   // The word the op mostly sleeps on: every slot kind keeps its futex word at +16.
   uint32_t* primary = op->kind == kAsyncWord ? op->word : reinterpret_cast<uint32_t*>(op->slot + 16);
   WaiterThread* target = nullptr;
