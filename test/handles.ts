@@ -524,12 +524,15 @@ const BINDING_FNS = [
   'pidfdOpen', 'pidfdWait', 'payloadFd', 'asyncInit', 'asyncLock', 'asyncSem', 'asyncEvent', 'asyncWord', 'asyncCond',
   'asyncBarrier', 'asyncCancel', 'asyncNotifyLocal', 'asyncStats', '_testForkWaiters', '_deathwatch', 'closeFd',
   'token', 'pid', 'activeRequests', 'reapPidfd', 'pidfdKill', 'seed', 'setPdeathsig', 'ownChild', 'disownChild',
+  'threads',
 ];
 // Not fuzzed, on purpose: each ends or forks the calling process, or gives up its
 // references, by design (they take no argument that could be bad); test/fork.ts
 // and test/leaks.ts exercise them. execReplace replaces the process image (only
-// the forkserver calls it, test/forkserver.ts runs that path).
-const NOT_FUZZED = ['fork', 'exitNow', 'releaseThreadRefs', 'execReplace'];
+// the forkserver calls it, test/forkserver.ts runs that path). terminate ends
+// the JavaScript running in the caller (a fork(main) child leaving its caller:
+// test/fork-caller.ts).
+const NOT_FUZZED = ['fork', 'exitNow', 'releaseThreadRefs', 'execReplace', 'terminate'];
 
 t.test('forged calls on the internal binding never crash the process', async (t) => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -282,7 +283,14 @@ bool start_locked() {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_t th;
+  // Named "forksafe-death" (inherited from this thread, set around
+  // pthread_create, as the waiter threads are): forkSafety() knows it for one
+  // of forksafe's own, which fork() parks.
+  char saved[17] = {0};
+  prctl(PR_GET_NAME, saved, 0, 0, 0);
+  prctl(PR_SET_NAME, "forksafe-death", 0, 0, 0);
   int e = pthread_create(&th, nullptr, watcher_main, nullptr);
+  prctl(PR_SET_NAME, saved, 0, 0, 0);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (e != 0) return false;
   pthread_detach(th);
