@@ -61,7 +61,7 @@ void Drop(Op* op) {
     bool held = op->kind == kAsyncCond || op->status == kOk || op->status == kOwnerDied;
     if (held) lock_abandon(reinterpret_cast<LockSlot*>(slot), op->token);
   } else if (op->kind == kAsyncSem && op->status == kOk) {
-    sem_release(reinterpret_cast<SemSlot*>(op->slot), 1);
+    sem_release(op->base, reinterpret_cast<SemSlot*>(op->slot), 1);
   }
   ReleaseViews(op);
   delete op;

@@ -230,6 +230,25 @@ uint32_t sem_slot_units(bool undo) {
 
 namespace {
 
+// Whether a semaphore keeps an undo table, read once per call. Its flags and
+// units live in shared memory, which any process mapping the arena can
+// rewrite: the table (kUndoEntries entries after the slot's first 64 bytes) is
+// used only when the slot says it is big enough for it and that size lies
+// inside the arena. Otherwise the slot is corrupt (kBadHandle): an undo table
+// read past a 64-byte semaphore would be the next slot, another primitive.
+enum class Undo { kNone, kTable, kCorrupt };
+Undo undo_of(const uint8_t* base, const SemSlot* s) {
+  if (!(aload(&s->flags) & kSemUndo)) return Undo::kNone;
+  uint64_t units = aload(&s->h.units);
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(s);
+  if (units < sem_slot_units(true) || p < base + kArenaDataOffset ||
+      static_cast<uint64_t>(base + kArenaSize - p) < units * kUnit) {
+    return Undo::kCorrupt;
+  }
+  return Undo::kTable;
+}
+
+// Only after undo_of() said kTable.
 UndoEntry* undo_entry(SemSlot* s, bool claim) {
   uint32_t me = self_pid();
   uint64_t start = self_start_time();
@@ -261,8 +280,7 @@ bool sem_try(SemSlot* s) {
 }  // namespace
 
 uint32_t sem_recover(const uint8_t* base, SemSlot* s) {
-  (void)base;
-  if (!(aload(&s->flags) & kSemUndo)) return 0;
+  if (undo_of(base, s) != Undo::kTable) return 0;
   uint32_t me = self_pid();
   uint32_t total = 0;
   for (uint32_t i = 0; i < kUndoEntries; i++) {
@@ -288,7 +306,9 @@ uint32_t sem_recover(const uint8_t* base, SemSlot* s) {
 
 int sem_take(const uint8_t* base, SemSlot* s, bool recover) {
   UndoEntry* e = nullptr;
-  if (aload(&s->flags) & kSemUndo) {
+  Undo u = undo_of(base, s);
+  if (u == Undo::kCorrupt) return kBadHandle;
+  if (u == Undo::kTable) {
     e = undo_entry(s, true);
     if (!e) {
       sem_recover(base, s);
@@ -303,7 +323,9 @@ int sem_take(const uint8_t* base, SemSlot* s, bool recover) {
 }
 
 int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
-  bool undo = aload(&s->flags) & kSemUndo;
+  Undo u = undo_of(base, s);
+  if (u == Undo::kCorrupt) return kBadHandle;
+  bool undo = u == Undo::kTable;
   UndoEntry* e = nullptr;
   if (undo) {
     e = undo_entry(s, true);
@@ -343,9 +365,11 @@ int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
   }
 }
 
-int sem_release(SemSlot* s, uint32_t n) {
+int sem_release(const uint8_t* base, SemSlot* s, uint32_t n) {
   if (n == 0) return kOk;
-  UndoEntry* e = (aload(&s->flags) & kSemUndo) ? undo_entry(s, false) : nullptr;
+  Undo u = undo_of(base, s);
+  if (u == Undo::kCorrupt) return kBadHandle;
+  UndoEntry* e = u == Undo::kTable ? undo_entry(s, false) : nullptr;
   uint32_t undone = 0;
   if (e) {
     uint32_t c = aload(&e->count);

@@ -24,8 +24,10 @@ int lock_release(LockSlot* s, uint32_t token, bool recursive);
 int lock_abandon(LockSlot* s, uint32_t token);
 int lock_mark_consistent(LockSlot* s, uint32_t token);
 
+// Semaphores: kBadHandle when the slot claims an undo table it has no room
+// for (its flags or size were overwritten).
 int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms);
-int sem_release(SemSlot* s, uint32_t n);
+int sem_release(const uint8_t* base, SemSlot* s, uint32_t n);
 // Gives back units held by dead processes (undoOnExit); returns units recovered.
 uint32_t sem_recover(const uint8_t* base, SemSlot* s);
 uint32_t sem_slot_units(bool undo);
