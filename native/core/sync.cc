@@ -507,26 +507,73 @@ uint32_t barrier_slot_units(uint32_t parties) {
 
 namespace {
 
-// Takes the barrier's internal lock. If its holder died mid-update, the
-// barrier's counters are suspect: it is broken.
+// The internal lock guards a few stores: a holder that keeps it this long is
+// stopped, or the word was overwritten with a live process's token. Barrier
+// operations wait at most this long for it (whatever their own timeout,
+// which is about the other parties), so none of them can hang on it.
+constexpr double kBarrierLockMaxMs = 1000.0;
+
+// Takes the barrier's internal lock: kOk, or kTimedOut after
+// kBarrierLockMaxMs. If its holder died mid-update, or the word held a value
+// no holder writes (the not-recoverable marker), the barrier's counters are
+// suspect: it is broken. The word holding this thread's own token means
+// "wait": an async waiter thread acts with the JS thread's token.
 int barrier_lock(const uint8_t* base, BarrierSlot* b, uint32_t token) {
-  uint32_t dead = 0;
-  int r;
+  Deadline dl(kBarrierLockMaxMs);
+  double next_check = monotonic_ms();  // a dead holder is taken over at once
   for (;;) {
-    r = word_lock(base, &b->ilock, token, -1, &dead);
-    if (r == kOk) break;
-    if (r == kDeadlock) return r;
-    if (r == kNotRecoverable) return kBroken;  // a corrupt internal lock word
-    if (r < 0 && r != -EINTR) return r;
+    double now = monotonic_ms();
+    bool check = now >= next_check;
+    if (check) next_check = now + kLivenessSliceMs;
+    uint32_t dead = 0, wv = 0;
+    int r = word_try(base, &b->ilock, token, check, &dead, &wv, true);
+    if (r == kNotRecoverable) {
+      uint32_t c = aload(&b->ilock);
+      if ((c & kTokenMask) == kWordNotRecoverable && acas(&b->ilock, &c, token | (c & kWaitersBit))) {
+        astore(&b->broken, 1u);
+        return kOk;
+      }
+      continue;
+    }
+    if (r == kOk) {
+      if (dead) astore(&b->broken, 1u);
+      return kOk;
+    }
+    if (r != kTimedOut) return r;
+    if (dl.passed(now)) return kTimedOut;
+    r = futex_wait(&b->ilock, wv, min_wait(dl.left(now), next_check - now));
+    if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
   }
-  if (dead) astore(&b->broken, 1u);
-  return kOk;
 }
 
 void barrier_unlock(BarrierSlot* b) { word_unlock(&b->ilock, 1); }
 
+// Without the internal lock (its holder is stuck): a flag store others poll.
+void barrier_break_unlocked(BarrierSlot* b) {
+  astore(&b->broken, 1u);
+  futex_wake(&b->gen, INT_MAX);
+}
+
+// How many arrival records the slot has room for: its declared size (units,
+// in shared memory, so re-read and bounded by the arena's end) after the
+// 64-byte head. `parties` (shared too) is never trusted beyond this.
+uint32_t barrier_capacity(const uint8_t* base, const BarrierSlot* b) {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(b);
+  if (p < base + kArenaDataOffset || p >= base + kArenaSize) return 0;
+  uint64_t room = static_cast<uint64_t>(base + kArenaSize - p);
+  uint64_t bytes = static_cast<uint64_t>(aload(&b->h.units)) * kUnit;
+  if (bytes > room) bytes = room;
+  if (bytes <= sizeof(BarrierSlot)) return 0;
+  uint64_t n = (bytes - sizeof(BarrierSlot)) / sizeof(uint32_t);
+  return static_cast<uint32_t>(n < kMaxParties ? n : kMaxParties);
+}
+
 void barrier_break(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t gen) {
-  if (barrier_lock(base, b, token) != kOk) return;
+  int r = barrier_lock(base, b, token);
+  if (r != kOk) {
+    if (r == kTimedOut && aload(&b->gen) == gen) barrier_break_unlocked(b);
+    return;
+  }
   if (aload(&b->gen) == gen) astore(&b->broken, 1u);
   barrier_unlock(b);
   futex_wake(&b->gen, INT_MAX);
@@ -537,9 +584,13 @@ void barrier_break(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t
 int barrier_arrive(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t* index,
                    uint32_t* gen) {
   int r = barrier_lock(base, b, token);
+  if (r == kTimedOut) {
+    barrier_break_unlocked(b);
+    return kBroken;
+  }
   if (r != kOk) return r;
   uint32_t parties = aload(&b->parties);
-  if (aload(&b->broken) || parties == 0 || parties > kMaxParties) {
+  if (aload(&b->broken) || parties == 0 || parties > barrier_capacity(base, b)) {
     barrier_unlock(b);
     return kBroken;
   }
@@ -581,8 +632,9 @@ int barrier_poll(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t g
     if (check_liveness) {
       check_liveness = false;
       uint32_t parties = aload(&b->parties);
+      uint32_t cap = barrier_capacity(base, b);
       uint32_t n = aload(&b->count);
-      for (uint32_t k = 0; k < n && k < parties; k++) {
+      for (uint32_t k = 0; k < n && k < parties && k < cap; k++) {
         uint32_t t = aload(&b->records[k]);
         if (t != 0 && !token_alive(base, t)) {
           barrier_break(base, b, token, g);
@@ -615,13 +667,14 @@ int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double tim
 
 int barrier_reset(const uint8_t* base, BarrierSlot* b, uint32_t token) {
   int r = barrier_lock(base, b, token);
-  if (r != kOk) return r;
+  if (r != kOk) return r;  // kTimedOut: its internal lock stayed held (see kBarrierLockMaxMs)
   uint32_t parties = aload(&b->parties);
+  uint32_t cap = barrier_capacity(base, b);
   if (aload(&b->count) > 0) {
     astore(&b->bgen, aload(&b->gen));
     astore(&b->bgen_valid, 1u);
   }
-  for (uint32_t k = 0; k < parties && k < kMaxParties; k++) astore(&b->records[k], 0u);
+  for (uint32_t k = 0; k < parties && k < cap; k++) astore(&b->records[k], 0u);
   astore(&b->count, 0u);
   astore(&b->broken, 0u);
   __atomic_fetch_add(&b->gen, 1u, __ATOMIC_SEQ_CST);
@@ -631,11 +684,11 @@ int barrier_reset(const uint8_t* base, BarrierSlot* b, uint32_t token) {
 }
 
 int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token) {
-  int r = barrier_lock(base, b, token);
-  if (r != kOk) return r;
-  astore(&b->broken, 1u);
-  barrier_unlock(b);
-  futex_wake(&b->gen, INT_MAX);
+  // One flag store that waiters poll and arrivals read under the internal
+  // lock: it needs no lock, so a stuck holder cannot stop an abort.
+  (void)base;
+  (void)token;
+  barrier_break_unlocked(b);
   return kOk;
 }
 
