@@ -64,7 +64,10 @@ int word_try(const uint8_t* base, uint32_t* word, uint32_t token, bool check_hol
     uint32_t holder = c & kTokenMask;
     if (holder == token && !self_waits) return kDeadlock;
     if (holder == kWordNotRecoverable) return kNotRecoverable;
-    if (holder == kWordAbandoned || (check_holder && holder != token && !token_alive(base, holder))) {
+    // Thread index 0 is no JS thread's (only the markers have it): a value no
+    // holder writes, taken over like a dead holder's.
+    if (holder == kWordAbandoned || token_thread(holder) == 0 ||
+        (check_holder && holder != token && !token_alive(base, holder))) {
       if (acas(word, &c, token | (c & kWaitersBit))) {
         *dead = holder;
         return kOk;
