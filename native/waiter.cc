@@ -199,6 +199,7 @@ Napi::Value Submit(Napi::Env env, Op* op, double timeout_ms) {
   }
   op->state = st;
   op->done = Done;
+  timeout_ms = normalize_timeout_ms(timeout_ms);  // NaN or huge (a Barrier's default comes from shared memory)
   op->deadline = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
   op->id = st->next_id++;
   if (st->next_id == 0) st->next_id = 1;

@@ -14,8 +14,10 @@ namespace {
 
 struct Deadline {
   double at;  // < 0: none
-  explicit Deadline(double timeout_ms)
-      : at(timeout_ms < 0 ? -1.0 : monotonic_ms() + timeout_ms) {}
+  explicit Deadline(double timeout_ms) {
+    timeout_ms = normalize_timeout_ms(timeout_ms);
+    at = timeout_ms < 0 ? -1.0 : monotonic_ms() + timeout_ms;
+  }
   bool forever() const { return at < 0; }
   // ms left, or -1 for forever
   double left(double now) const { return at < 0 ? -1.0 : (at - now > 0 ? at - now : 0.0); }
@@ -170,6 +172,7 @@ double spin_budget_ms() {
 
 int lock_acquire(const uint8_t* base, LockSlot* s, uint32_t token, double timeout_ms,
                  bool recursive) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   uint32_t dead = 0;
   int r = word_lock(base, &s->word, token, timeout_ms, &dead);
   if (r == kDeadlock) {
@@ -326,6 +329,7 @@ int sem_take(const uint8_t* base, SemSlot* s, bool recover) {
 }
 
 int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   Undo u = undo_of(base, s);
   if (u == Undo::kCorrupt) return kBadHandle;
   bool undo = u == Undo::kTable;
@@ -402,6 +406,7 @@ int sem_release(const uint8_t* base, SemSlot* s, uint32_t n) {
 // ---- Event ------------------------------------------------------------------
 
 int event_wait(EventSlot* s, double timeout_ms) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   if (aload(&s->flag)) return kOk;
   if (timeout_ms == 0) return kTimedOut;
   if (spin_until([&] { return aload(&s->flag) != 0; })) return kOk;
@@ -435,6 +440,7 @@ int event_wake_all(EventSlot* s) { return futex_wake(&s->flag, INT_MAX); }
 
 int cond_wait(const uint8_t* lock_base, LockSlot* lock, bool recursive, CondSlot* c,
               uint32_t token, double timeout_ms) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   if ((aload(&lock->word) & kTokenMask) != token) return kNotOwner;
   uint64_t* wt = &c->wt;
   uint32_t saved = aload(&lock->count);
@@ -652,6 +658,7 @@ int barrier_poll(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t g
 
 int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double timeout_ms,
                  uint32_t* index) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   uint32_t g = 0;
   int r = barrier_arrive(base, b, token, index, &g);
   if (r != kTimedOut) return r;
@@ -698,6 +705,7 @@ int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token) {
 // ---- SharedMemory wait --------------------------------------------------------
 
 int word_wait(uint32_t* addr, uint32_t expected, double timeout_ms) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   Deadline dl(timeout_ms);
   bool retried = false;
   for (;;) {

@@ -13,6 +13,17 @@ namespace forksafe {
 // How often a blocked waiter re-checks whether the holder is still alive.
 constexpr double kLivenessSliceMs = 50.0;
 
+// Timeouts as the core takes them: < 0 forever, 0 try once, else ms. One can
+// come from shared memory (a Barrier's default timeout, which any process may
+// overwrite), so every entry point maps the rest: NaN -> 0 (try once), beyond
+// kForeverMs -> forever, so deadlines and futex timespecs stay finite.
+constexpr double kForeverMs = 1e12;  // ~31 years
+inline double normalize_timeout_ms(double t) {
+  if (t != t) return 0;
+  if (t < 0 || t > kForeverMs) return -1;
+  return t;
+}
+
 int lock_acquire(const uint8_t* base, LockSlot* s, uint32_t token, double timeout_ms,
                  bool recursive);
 // After a successful fast-path CAS 0 -> token done in JS: reports the lock's
