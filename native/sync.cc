@@ -159,7 +159,9 @@ Napi::Value CondNotify(const Napi::CallbackInfo& info) {
   CondSlot* c = GetSlot<CondSlot>(info, 0, 1, kPrimCondition, kPrimCondition, nullptr);
   if (!c) return Bad(info.Env());
   double n = ArgF64(info, 2, 1);
-  uint32_t k = n >= static_cast<double>(UINT32_MAX) ? UINT32_MAX : static_cast<uint32_t>(n);
+  // Written so that NaN and negatives give 0 (a double -> unsigned cast of
+  // them is undefined behaviour).
+  uint32_t k = !(n > 0) ? 0u : n >= static_cast<double>(UINT32_MAX) ? UINT32_MAX : static_cast<uint32_t>(n);
   return Napi::Number::New(info.Env(), cond_notify(c, k));
 }
 
