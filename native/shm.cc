@@ -18,11 +18,14 @@ Napi::Value Pair(Napi::Env env, int status, uint32_t seg) {
 // shmCreate(ctx, size, name|null, persistent) -> [status, seg]
 Napi::Value ShmCreate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  double size = ArgF64(info, 1, 0);
+  double sized = ArgF64(info, 1, 0);
+  // Out of range (NaN, negative, beyond the maximum) -> 0, which shm_create
+  // refuses with kRange: casting such a double to uint64_t is undefined.
+  uint64_t size = sized >= 1 && sized <= static_cast<double>(kShmMaxSize) ? static_cast<uint64_t>(sized) : 0;
   std::string name;
   if (info[2].IsString()) name = info[2].As<Napi::String>().Utf8Value();
   uint32_t seg = 0;
-  int r = shm_create(ArgU32(info, 0), static_cast<uint64_t>(size), name.empty() ? nullptr : name.c_str(),
+  int r = shm_create(ArgU32(info, 0), size, name.empty() ? nullptr : name.c_str(),
                      ArgBool(info, 3), &seg);
   if (r < 0) {
     ThrowSystemError(env, r, "shm_open");
