@@ -518,9 +518,11 @@ void for_each_slot(void (*fn)(uint8_t* base, SlotHeader* slot, void* ctx), void*
         continue;
       }
       SlotHeader* s = reinterpret_cast<SlotHeader*>(base + kArenaDataOffset + u * kUnit);
+      // units is shared memory: any value. Compared without adding (u + units
+      // wraps for units near 2^32, and `u += units` then went backwards forever).
       uint32_t units = aload(&s->units);
       uint32_t kind = aload(&s->kind);
-      if (units == 0 || u + units > kArenaUnits || kind == kPrimFree) {
+      if (units == 0 || units > kArenaUnits - u || kind == kPrimFree) {
         u++;
         continue;
       }
