@@ -109,4 +109,12 @@ export interface Binding {
   execReplace(file: string, argv: string[], env: string[], keepFds?: number[]): never;
 }
 
-export const binding = load(path.join(__dirname, '..')) as Binding;
+// FORKSAFE_ADDON_PATH: a forksafe.node to load instead of the one
+// node-gyp-build finds. For `npm run test:sanitize` only (the ASan/UBSan build
+// in build/sanitize/Release, which needs libasan in LD_PRELOAD); child
+// processes inherit it with the rest of the environment.
+const override = process.env.FORKSAFE_ADDON_PATH;
+export const binding = (override
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  ? require(path.resolve(override))
+  : load(path.join(__dirname, '..'))) as Binding;

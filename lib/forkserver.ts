@@ -87,6 +87,26 @@ export interface FsClient {
 }
 
 const SLICE_MS = 50; // liveness checks of the forkserver while blocked
+const PID_MAX = 4194304; // PID_MAX_LIMIT: no pid is larger
+const SIG_MAX = 64; // SIGRTMAX
+
+/**
+ * The status table is written by another process (the forkserver): every word
+ * the parent acts on is checked. A value it never writes means the table (or
+ * the forkserver) cannot be trusted any more: the forkserver is given up on
+ * (killed, its workers with it: PR_SET_PDEATHSIG) with this reason.
+ */
+function corrupt(what: string, value: number): string {
+  return `its status table is corrupt (${what} = ${value}), so it was stopped`;
+}
+
+/** An exit frame's code and signal, as the forkserver must send them. */
+function validExit(m: unknown): m is { id: number; code: number | null; signal: NodeJS.Signals | null } {
+  const e = m as { id?: unknown; code?: unknown; signal?: unknown } | null;
+  return !!e && typeof e === 'object' && Number.isInteger(e.id) &&
+    (e.code === null || (Number.isInteger(e.code) && (e.code as number) >= 0 && (e.code as number) <= 255)) &&
+    (e.signal === null || (typeof e.signal === 'string' && /^SIG[A-Z0-9+-]+$/.test(e.signal)));
+}
 
 export class FsServer {
   readonly proc: child_process.ChildProcess;
@@ -101,6 +121,8 @@ export class FsServer {
   private readonly reader = new FrameReader();
   dead = false;
   deathReason = '';
+  /** READY was seen 1: it never goes back (the forkserver writes it once). */
+  ready = false;
   readonly preload = preload; // as this forkserver was started with
   readonly execArgv = serverExecArgv;
   readonly timeout = startTimeout;
@@ -156,7 +178,13 @@ export class FsServer {
         this.markDead(`it sent a corrupt message (${(e as Error).message})`);
         return;
       }
-      for (const m of msgs as FsMessage[]) this.finish(m.id, { code: m.code, signal: m.signal }); // exit frames
+      for (const m of msgs as FsMessage[]) {
+        if (!validExit(m)) {
+          this.markDead('it sent a corrupt exit message');
+          return;
+        }
+        this.finish(m.id, { code: m.code, signal: m.signal }); // exit frames
+      }
     });
     this.proc.on('error', (err) => this.onDeath(`the forkserver failed: ${err.message}`));
     this.sock.on('error', () => {}); // the 'exit' of the forkserver reports
@@ -220,11 +248,14 @@ export class FsServer {
     return binding.pidfdWait(this.pidfd, 0) === null;
   }
 
+  /** The exit the table reports for entry `id`, or null (not exited, or not a valid exit: code -1..255, signal 0..64). */
   exitFromTable(id: number): ExitInfo | null {
     const w = entryWord(id);
     if (Atomics.load(this.words, w + FS.E_STATE) !== FS.EXITED) return null;
     const code = Atomics.load(this.words, w + FS.E_CODE);
-    return exitInfo({ code: code < 0 ? null : code, signal: Atomics.load(this.words, w + FS.E_SIGNAL) });
+    const signal = Atomics.load(this.words, w + FS.E_SIGNAL);
+    if (code < -1 || code > 255 || signal < 0 || signal > SIG_MAX) return null;
+    return exitInfo({ code: code < 0 ? null : code, signal });
   }
 
   /** Blocks until word `i` is no longer `v`, the forkserver dies, or `deadline`. */
@@ -242,8 +273,12 @@ export class FsServer {
   waitReady(): void {
     const r = this.waitWhile(FS.READY, FS.READY_BOOTING, this.bootDeadline);
     const state = Atomics.load(this.words, FS.READY);
-    if (r === 'changed' && state === FS.READY_OK) return;
+    if (r === 'changed' && state === FS.READY_OK) {
+      this.ready = true;
+      return;
+    }
     const why = state === FS.READY_FAILED ? this.errorText()
+      : state !== FS.READY_BOOTING ? corrupt('READY', state)
       : r === 'timed-out' ? `it did not finish starting (node, then the preload: ${this.preload.join(', ') || 'none'}) within ` +
         `${this.timeout} ms (setForkserverPreload(modules, { startTimeout }))`
         : 'it exited while starting';
@@ -319,6 +354,12 @@ export class FsServer {
       this.markDead(`it did not serve a start within ${this.timeout} ms (its event loop was blocked or stopped; startTimeout)`);
       throw this.deadError();
     }
+    if (r === 'changed' && state !== FS.STARTED && state !== FS.EXITED && state !== FS.FAILED) {
+      // Written by nobody: the forkserver sets STARTED, EXITED or FAILED.
+      this.free.push(id);
+      this.markDead(corrupt(`entry ${id} state`, state));
+      throw this.deadError();
+    }
     if (r === 'dead' || state === FS.FAILED) {
       const why = state === FS.FAILED ? this.errorText() : '';
       Atomics.store(this.words, w + FS.E_STATE, FS.FREE);
@@ -329,10 +370,17 @@ export class FsServer {
       // at once (its parent is gone: PR_SET_PDEATHSIG and the ppid check).
       throw unserved(this.deadError());
     }
+    const pid = Atomics.load(this.words, w + FS.E_PID);
     c._fsId = id;
     this.live.set(id, c);
     this.idle();
-    return Atomics.load(this.words, w + FS.E_PID);
+    if (!(pid > 0 && pid <= PID_MAX)) {
+      // A worker may run with no pid to show for it: stopping the forkserver
+      // stops it (PR_SET_PDEATHSIG) and settles it as SIGKILL.
+      this.markDead(corrupt(`entry ${id} pid`, pid));
+      throw this.deadError();
+    }
+    return pid;
   }
 
   /** join(): blocks until the worker's exit is in the table, or the timeout. */
@@ -341,7 +389,16 @@ export class FsServer {
     const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
     const r = this.waitWhile(w + FS.E_STATE, FS.STARTED, deadline);
     if (r === 'timed-out') return null;
-    return this.exitFromTable(id) ?? { code: null, signal: 'SIGKILL' }; // dead forkserver: its workers were killed
+    const e = this.exitFromTable(id);
+    if (e) return e;
+    // After STARTED the forkserver writes only EXITED (with a valid exit):
+    // anything else, and it is given up on (its workers are killed with it).
+    if (r === 'changed' && !this.dead) {
+      const state = Atomics.load(this.words, w + FS.E_STATE);
+      this.markDead(corrupt(state === FS.EXITED ? `entry ${id} exit (code, signal)` : `entry ${id} state`,
+        state === FS.EXITED ? Atomics.load(this.words, w + FS.E_CODE) : state));
+    }
+    return { code: null, signal: 'SIGKILL' }; // dead forkserver: its workers were killed
   }
 
   kill(id: number, signal: number): void {
@@ -369,10 +426,17 @@ let server: FsServer | null = null;
 /** The running forkserver, started (and waited for) if there is none. */
 export function forkserver(): FsServer {
   if (server && !server.dead && !server.alive()) server.markDead('it exited');
+  // READY is written once: a ready forkserver whose word says otherwise now
+  // had its table overwritten. Replaced, rather than waited on until startTimeout.
+  if (server && !server.dead && server.ready) {
+    const state = Atomics.load(server.words, FS.READY);
+    if (state !== FS.READY_OK) server.markDead(corrupt('READY', state));
+  }
   if (!server || server.dead) server = new FsServer();
   const s = server;
   // Started here, or by a startForkserver() still waiting: wait until it is ready.
   if (Atomics.load(s.words, FS.READY) !== FS.READY_OK) s.waitReady(); // throws (and forgets it) if it cannot start
+  else s.ready = true;
   return s;
 }
 

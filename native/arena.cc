@@ -246,9 +246,10 @@ Napi::Value Buffer(const Napi::CallbackInfo& info) {
   uint8_t* p = si.base;
   size_t len = si.size;
   if (ArgBool(info, 1)) {
-    const SegmentHeader* h = reinterpret_cast<const SegmentHeader*>(si.base);
-    p = si.base + h->data_offset;
-    len = h->data_size;
+    // This process's checked copy (segment.h), never the header in the
+    // mapping: another process may have rewritten that since.
+    p = si.base + si.data_offset;
+    len = si.data_size;
   }
   auto view = std::make_shared<BufferView>();
   view->seg = seg;
@@ -313,10 +314,8 @@ Napi::Value SegInfo(const Napi::CallbackInfo& info) {
   o.Set("ino", Napi::String::New(env, std::to_string(si.fid.ino)));
   o.Set("size", Napi::String::New(env, std::to_string(si.size)));
   o.Set("name", Napi::String::New(env, si.name));
-  const SegmentHeader* h = reinterpret_cast<const SegmentHeader*>(si.base);
-  o.Set("dataSize", Napi::Number::New(env, static_cast<double>(h->data_size)));
-  uint32_t flags = __atomic_load_n(&h->flags, __ATOMIC_ACQUIRE);  // unlink() may set a bit
-  o.Set("persistent", Napi::Boolean::New(env, (flags & kSegPersistent) != 0));
+  o.Set("dataSize", Napi::Number::New(env, static_cast<double>(si.data_size)));
+  o.Set("persistent", Napi::Boolean::New(env, (si.flags & kSegPersistent) != 0));
   return o;
 }
 

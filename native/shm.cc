@@ -26,7 +26,7 @@ Napi::Value ShmCreate(const Napi::CallbackInfo& info) {
   std::string name;
   if (info[2].IsString()) name = info[2].As<Napi::String>().Utf8Value();
   uint32_t seg = 0;
-  int r = shm_create(ArgU32(info, 0), static_cast<uint64_t>(size), name.empty() ? nullptr : name.c_str(),
+  int r = shm_create(ArgU32(info, 0), size, name.empty() ? nullptr : name.c_str(),
                      ArgBool(info, 3), &seg);
   if (r < 0) {
     ThrowSystemError(env, r, "shm_open");

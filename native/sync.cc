@@ -120,9 +120,10 @@ Napi::Value SemAcquire(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SemRelease(const Napi::CallbackInfo& info) {
-  SemSlot* s = GetSlot<SemSlot>(info, 0, 1, kPrimSemaphore, kPrimSemaphore, nullptr);
+  const uint8_t* base;
+  SemSlot* s = GetSlot<SemSlot>(info, 0, 1, kPrimSemaphore, kPrimSemaphore, &base);
   if (!s) return Bad(info.Env());
-  return Status(info.Env(), sem_release(s, ArgU32(info, 2)), "futex");
+  return Status(info.Env(), sem_release(base, s, ArgU32(info, 2)), "futex");
 }
 
 Napi::Value SemRecover(const Napi::CallbackInfo& info) {

@@ -58,9 +58,12 @@ inline double ArgF64(const Napi::CallbackInfo& info, size_t i, double dflt) {
 inline bool ArgBool(const Napi::CallbackInfo& info, size_t i) {
   return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
 }
-// A timeout argument in ms. NaN, negatives and values at or beyond what the
-// kernel can express (kForeverMs, ~292 years) mean forever (-1), as
-// lib/validate.ts's parseTimeout() maps them before they get here.
+// A timeout argument in ms. Negatives and values at or beyond what the kernel
+// can express (kForeverMs, ~292 years) mean forever (-1), as lib/validate.ts's
+// parseTimeout() maps them before they get here. NaN (which parseTimeout
+// refuses, so it can only be garbage from shared memory: a Barrier's default
+// timeout another process overwrote) means try once, as in the core: a wait
+// that garbage made endless would hang its caller.
 double TimeoutArg(const Napi::CallbackInfo& info, size_t i);
 // A segment id as handles carry it (32 lowercase hex digits) -> 16 bytes.
 bool ParseSegmentId(const std::string& hex, uint8_t out[16]);

@@ -62,7 +62,7 @@ void Drop(Op* op) {
     bool held = op->kind == kAsyncCond || op->status == kOk || op->status == kOwnerDied;
     if (held) lock_abandon(reinterpret_cast<LockSlot*>(slot), op->token);
   } else if (op->kind == kAsyncSem && op->status == kOk) {
-    sem_release(reinterpret_cast<SemSlot*>(op->slot), 1);
+    sem_release(op->base, reinterpret_cast<SemSlot*>(op->slot), 1);
   }
   ReleaseViews(op);
   delete op;
@@ -200,6 +200,7 @@ Napi::Value Submit(Napi::Env env, Op* op, double timeout_ms) {
   }
   op->state = st;
   op->done = Done;
+  timeout_ms = normalize_timeout_ms(timeout_ms);  // NaN or huge (a Barrier's default comes from shared memory)
   op->deadline = timeout_ms < 0 ? -1 : monotonic_ms() + timeout_ms;
   op->id = st->next_id++;
   if (st->next_id == 0) st->next_id = 1;

@@ -30,6 +30,9 @@ enum Status : int {
   kUnlinked = 13,  // a SharedMemory unlink() marked: attach refuses it
 };
 
+// This process's own copy of what it checked or wrote when it mapped the
+// segment. The header in the mapping can be rewritten by any process that maps
+// it, so nothing that bounds a memory access is read from there afterwards.
 struct SegmentInfo {
   uint32_t local_id;
   uint8_t id[16];
@@ -40,6 +43,9 @@ struct SegmentInfo {
   int fd;
   FileId fid;
   char name[48];
+  uint64_t data_offset;  // as validated (header_valid) or written (creator)
+  uint64_t data_size;
+  uint32_t flags;        // kSegPersistent
 };
 
 // What a handle says about the segment it lives in.

@@ -135,6 +135,8 @@ int create_arena(uint32_t ctx, Record** out) {
   info.base = base;
   info.size = kArenaSize;
   info.fd = fd;
+  info.data_offset = kArenaDataOffset;
+  info.data_size = kArenaUnits * kUnit;
   if (fd >= 0) fd_identity(fd, &info.fid);
   participant_register(base);
   uint32_t id = add_record(info, true, 0);
@@ -268,8 +270,12 @@ int map_and_register(int fd, const uint8_t* want_id, uint32_t want_kind, uint32_
   r = map_shared(fd, fid.size, &p);
   if (r < 0) return r;
   uint8_t* base = static_cast<uint8_t*>(p);
-  const SegmentHeader* h = header(base);
-  if (!header_valid(base, fid.size, want_kind) ||
+  // Checked and used from one private copy: any process that maps the segment
+  // can rewrite its header at any time, also between two reads of ours.
+  SegmentHeader hc;
+  memcpy(&hc, base, sizeof(hc));
+  const SegmentHeader* h = &hc;
+  if (!header_valid(reinterpret_cast<const uint8_t*>(h), fid.size, want_kind) ||
       (want_id && memcmp(h->id, want_id, 16) != 0) || (want_ctx != 0 && h->ctx != want_ctx)) {
     unmap(base, fid.size);
     return kBadHandle;
@@ -290,7 +296,10 @@ int map_and_register(int fd, const uint8_t* want_id, uint32_t want_kind, uint32_
   info.size = fid.size;
   info.fd = fd;
   info.fid = fid;
-  memcpy(info.name, h->name, sizeof(info.name));
+  memcpy(info.name, h->name, sizeof(info.name));  // NUL-terminated: header_valid
+  info.data_offset = h->data_offset;
+  info.data_size = h->data_size;
+  info.flags = h->flags;
   if (h->kind == kSegArena) participant_register(base);
   *seg = add_record(info, false, 1);
   return kOk;
@@ -407,6 +416,9 @@ int shm_create(uint32_t ctx, uint64_t size, const char* name, bool persistent, u
   info.fd = fd;
   if (fd >= 0) fd_identity(fd, &info.fid);
   memcpy(info.name, h->name, sizeof(info.name));
+  info.data_offset = kShmDataOffset;
+  info.data_size = size;
+  info.flags = named ? kSegPersistent : 0;
   std::lock_guard<std::mutex> g(g_mu);
   *seg = add_record(info, true, 1);
   return kOk;
@@ -528,9 +540,11 @@ void for_each_slot(void (*fn)(uint8_t* base, SlotHeader* slot, void* ctx), void*
         continue;
       }
       SlotHeader* s = reinterpret_cast<SlotHeader*>(base + kArenaDataOffset + u * kUnit);
+      // units is shared memory: any value. Compared without adding (u + units
+      // wraps for units near 2^32, and `u += units` then went backwards forever).
       uint32_t units = aload(&s->units);
       uint32_t kind = aload(&s->kind);
-      if (units == 0 || u + units > kArenaUnits || kind == kPrimFree) {
+      if (units == 0 || units > kArenaUnits - u || kind == kPrimFree) {
         u++;
         continue;
       }

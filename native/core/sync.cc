@@ -27,8 +27,10 @@ namespace {
 
 struct Deadline {
   double at;  // < 0: none
-  explicit Deadline(double timeout_ms)
-      : at(timeout_ms < 0 ? -1.0 : monotonic_ms() + timeout_ms) {}
+  explicit Deadline(double timeout_ms) {
+    timeout_ms = normalize_timeout_ms(timeout_ms);
+    at = timeout_ms < 0 ? -1.0 : monotonic_ms() + timeout_ms;
+  }
   bool forever() const { return at < 0; }
   // ms left, or -1 for forever
   double left(double now) const { return at < 0 ? -1.0 : (at - now > 0 ? at - now : 0.0); }
@@ -77,7 +79,10 @@ int word_try(const uint8_t* base, uint32_t* word, uint32_t token, bool check_hol
     uint32_t holder = c & kTokenMask;
     if (holder == token && !self_waits) return kDeadlock;
     if (holder == kWordNotRecoverable) return kNotRecoverable;
-    if (holder == kWordAbandoned || (check_holder && holder != token && !token_alive(base, holder))) {
+    // Thread index 0 is no JS thread's (only the markers have it): a value no
+    // holder writes, taken over like a dead holder's.
+    if (holder == kWordAbandoned || token_thread(holder) == 0 ||
+        (check_holder && holder != token && !token_alive(base, holder))) {
       if (acas(word, &c, token | (c & kWaitersBit))) {
         *dead = holder;
         return kOk;
@@ -184,6 +189,7 @@ double spin_budget_ms() {
 
 int lock_acquire(const uint8_t* base, LockSlot* s, uint32_t token, double timeout_ms,
                  bool recursive) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   uint32_t dead = 0;
   int r = word_lock(base, &s->word, token, timeout_ms, &dead);
   if (r == kDeadlock) {
@@ -247,6 +253,25 @@ uint32_t sem_slot_units(bool undo) {
 
 namespace {
 
+// Whether a semaphore keeps an undo table, read once per call. Its flags and
+// units live in shared memory, which any process mapping the arena can
+// rewrite: the table (kUndoEntries entries after the slot's first 64 bytes) is
+// used only when the slot says it is big enough for it and that size lies
+// inside the arena. Otherwise the slot is corrupt (kBadHandle): an undo table
+// read past a 64-byte semaphore would be the next slot, another primitive.
+enum class Undo { kNone, kTable, kCorrupt };
+Undo undo_of(const uint8_t* base, const SemSlot* s) {
+  if (!(aload(&s->flags) & kSemUndo)) return Undo::kNone;
+  uint64_t units = aload(&s->h.units);
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(s);
+  if (units < sem_slot_units(true) || p < base + kArenaDataOffset ||
+      static_cast<uint64_t>(base + kArenaSize - p) < units * kUnit) {
+    return Undo::kCorrupt;
+  }
+  return Undo::kTable;
+}
+
+// Only after undo_of() said kTable.
 UndoEntry* undo_entry(SemSlot* s, bool claim) {
   uint32_t me = self_pid();
   uint64_t start = self_start_time();
@@ -278,8 +303,7 @@ bool sem_try(SemSlot* s) {
 }  // namespace
 
 uint32_t sem_recover(const uint8_t* base, SemSlot* s) {
-  (void)base;
-  if (!(aload(&s->flags) & kSemUndo)) return 0;
+  if (undo_of(base, s) != Undo::kTable) return 0;
   uint32_t me = self_pid();
   uint32_t total = 0;
   for (uint32_t i = 0; i < kUndoEntries; i++) {
@@ -305,7 +329,9 @@ uint32_t sem_recover(const uint8_t* base, SemSlot* s) {
 
 int sem_take(const uint8_t* base, SemSlot* s, bool recover) {
   UndoEntry* e = nullptr;
-  if (aload(&s->flags) & kSemUndo) {
+  Undo u = undo_of(base, s);
+  if (u == Undo::kCorrupt) return kBadHandle;
+  if (u == Undo::kTable) {
     e = undo_entry(s, true);
     if (!e) {
       sem_recover(base, s);
@@ -320,7 +346,10 @@ int sem_take(const uint8_t* base, SemSlot* s, bool recover) {
 }
 
 int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
-  bool undo = aload(&s->flags) & kSemUndo;
+  timeout_ms = normalize_timeout_ms(timeout_ms);
+  Undo u = undo_of(base, s);
+  if (u == Undo::kCorrupt) return kBadHandle;
+  bool undo = u == Undo::kTable;
   UndoEntry* e = nullptr;
   if (undo) {
     e = undo_entry(s, true);
@@ -363,9 +392,11 @@ int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms) {
   }
 }
 
-int sem_release(SemSlot* s, uint32_t n) {
+int sem_release(const uint8_t* base, SemSlot* s, uint32_t n) {
   if (n == 0) return kOk;
-  UndoEntry* e = (aload(&s->flags) & kSemUndo) ? undo_entry(s, false) : nullptr;
+  Undo u = undo_of(base, s);
+  if (u == Undo::kCorrupt) return kBadHandle;
+  UndoEntry* e = u == Undo::kTable ? undo_entry(s, false) : nullptr;
   uint32_t undone = 0;
   if (e) {
     uint32_t c = aload(&e->count);
@@ -395,6 +426,7 @@ int sem_release(SemSlot* s, uint32_t n) {
 // ---- Event ------------------------------------------------------------------
 
 int event_wait(EventSlot* s, double timeout_ms) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   if (aload(&s->flag)) return kOk;
   if (timeout_ms == 0) return kTimedOut;
   if (spin_until([&] { return aload(&s->flag) != 0; })) return kOk;
@@ -428,6 +460,7 @@ int event_wake_all(EventSlot* s) { return futex_wake(&s->flag, INT_MAX); }
 
 int cond_wait(const uint8_t* lock_base, LockSlot* lock, bool recursive, CondSlot* c,
               uint32_t token, double timeout_ms) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   if ((aload(&lock->word) & kTokenMask) != token) return kNotOwner;
   uint64_t* wt = &c->wt;
   uint32_t saved = aload(&lock->count);
@@ -503,26 +536,73 @@ uint32_t barrier_slot_units(uint32_t parties) {
 
 namespace {
 
-// Takes the barrier's internal lock. If its holder died mid-update, the
-// barrier's counters are suspect: it is broken.
+// The internal lock guards a few stores: a holder that keeps it this long is
+// stopped, or the word was overwritten with a live process's token. Barrier
+// operations wait at most this long for it (whatever their own timeout,
+// which is about the other parties), so none of them can hang on it.
+constexpr double kBarrierLockMaxMs = 1000.0;
+
+// Takes the barrier's internal lock: kOk, or kTimedOut after
+// kBarrierLockMaxMs. If its holder died mid-update, or the word held a value
+// no holder writes (the not-recoverable marker), the barrier's counters are
+// suspect: it is broken. The word holding this thread's own token means
+// "wait": an async waiter thread acts with the JS thread's token.
 int barrier_lock(const uint8_t* base, BarrierSlot* b, uint32_t token) {
-  uint32_t dead = 0;
-  int r;
+  Deadline dl(kBarrierLockMaxMs);
+  double next_check = monotonic_ms();  // a dead holder is taken over at once
   for (;;) {
-    r = word_lock(base, &b->ilock, token, -1, &dead);
-    if (r == kOk) break;
-    if (r == kDeadlock) return r;
-    if (r == kNotRecoverable) return kBroken;  // a corrupt internal lock word
-    if (r < 0 && r != -EINTR) return r;
+    double now = monotonic_ms();
+    bool check = now >= next_check;
+    if (check) next_check = now + kLivenessSliceMs;
+    uint32_t dead = 0, wv = 0;
+    int r = word_try(base, &b->ilock, token, check, &dead, &wv, true);
+    if (r == kNotRecoverable) {
+      uint32_t c = aload(&b->ilock);
+      if ((c & kTokenMask) == kWordNotRecoverable && acas(&b->ilock, &c, token | (c & kWaitersBit))) {
+        astore(&b->broken, 1u);
+        return kOk;
+      }
+      continue;
+    }
+    if (r == kOk) {
+      if (dead) astore(&b->broken, 1u);
+      return kOk;
+    }
+    if (r != kTimedOut) return r;
+    if (dl.passed(now)) return kTimedOut;
+    r = futex_wait(&b->ilock, wv, min_wait(dl.left(now), next_check - now));
+    if (r < 0 && r != -ETIMEDOUT && r != -EAGAIN && r != -EINTR) return r;
   }
-  if (dead) astore(&b->broken, 1u);
-  return kOk;
 }
 
 void barrier_unlock(BarrierSlot* b) { word_unlock(&b->ilock, 1); }
 
+// Without the internal lock (its holder is stuck): a flag store others poll.
+void barrier_break_unlocked(BarrierSlot* b) {
+  astore(&b->broken, 1u);
+  futex_wake(&b->gen, INT_MAX);
+}
+
+// How many arrival records the slot has room for: its declared size (units,
+// in shared memory, so re-read and bounded by the arena's end) after the
+// 64-byte head. `parties` (shared too) is never trusted beyond this.
+uint32_t barrier_capacity(const uint8_t* base, const BarrierSlot* b) {
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(b);
+  if (p < base + kArenaDataOffset || p >= base + kArenaSize) return 0;
+  uint64_t room = static_cast<uint64_t>(base + kArenaSize - p);
+  uint64_t bytes = static_cast<uint64_t>(aload(&b->h.units)) * kUnit;
+  if (bytes > room) bytes = room;
+  if (bytes <= sizeof(BarrierSlot)) return 0;
+  uint64_t n = (bytes - sizeof(BarrierSlot)) / sizeof(uint32_t);
+  return static_cast<uint32_t>(n < kMaxParties ? n : kMaxParties);
+}
+
 void barrier_break(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t gen) {
-  if (barrier_lock(base, b, token) != kOk) return;
+  int r = barrier_lock(base, b, token);
+  if (r != kOk) {
+    if (r == kTimedOut && aload(&b->gen) == gen) barrier_break_unlocked(b);
+    return;
+  }
   if (aload(&b->gen) == gen) astore(&b->broken, 1u);
   barrier_unlock(b);
   futex_wake(&b->gen, INT_MAX);
@@ -533,9 +613,13 @@ void barrier_break(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t
 int barrier_arrive(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t* index,
                    uint32_t* gen) {
   int r = barrier_lock(base, b, token);
+  if (r == kTimedOut) {
+    barrier_break_unlocked(b);
+    return kBroken;
+  }
   if (r != kOk) return r;
   uint32_t parties = aload(&b->parties);
-  if (aload(&b->broken) || parties == 0 || parties > kMaxParties) {
+  if (aload(&b->broken) || parties == 0 || parties > barrier_capacity(base, b)) {
     barrier_unlock(b);
     return kBroken;
   }
@@ -577,8 +661,9 @@ int barrier_poll(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t g
     if (check_liveness) {
       check_liveness = false;
       uint32_t parties = aload(&b->parties);
+      uint32_t cap = barrier_capacity(base, b);
       uint32_t n = aload(&b->count);
-      for (uint32_t k = 0; k < n && k < parties; k++) {
+      for (uint32_t k = 0; k < n && k < parties && k < cap; k++) {
         uint32_t t = aload(&b->records[k]);
         if (t != 0 && !token_alive(base, t)) {
           barrier_break(base, b, token, g);
@@ -593,6 +678,7 @@ int barrier_poll(const uint8_t* base, BarrierSlot* b, uint32_t token, uint32_t g
 
 int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double timeout_ms,
                  uint32_t* index) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   uint32_t g = 0;
   int r = barrier_arrive(base, b, token, index, &g);
   if (r != kTimedOut) return r;
@@ -614,13 +700,14 @@ int barrier_wait(const uint8_t* base, BarrierSlot* b, uint32_t token, double tim
 
 int barrier_reset(const uint8_t* base, BarrierSlot* b, uint32_t token) {
   int r = barrier_lock(base, b, token);
-  if (r != kOk) return r;
+  if (r != kOk) return r;  // kTimedOut: its internal lock stayed held (see kBarrierLockMaxMs)
   uint32_t parties = aload(&b->parties);
+  uint32_t cap = barrier_capacity(base, b);
   if (aload(&b->count) > 0) {
     astore(&b->bgen, aload(&b->gen));
     astore(&b->bgen_valid, 1u);
   }
-  for (uint32_t k = 0; k < parties && k < kMaxParties; k++) astore(&b->records[k], 0u);
+  for (uint32_t k = 0; k < parties && k < cap; k++) astore(&b->records[k], 0u);
   astore(&b->count, 0u);
   astore(&b->broken, 0u);
   __atomic_fetch_add(&b->gen, 1u, __ATOMIC_SEQ_CST);
@@ -630,11 +717,11 @@ int barrier_reset(const uint8_t* base, BarrierSlot* b, uint32_t token) {
 }
 
 int barrier_abort(const uint8_t* base, BarrierSlot* b, uint32_t token) {
-  int r = barrier_lock(base, b, token);
-  if (r != kOk) return r;
-  astore(&b->broken, 1u);
-  barrier_unlock(b);
-  futex_wake(&b->gen, INT_MAX);
+  // One flag store that waiters poll and arrivals read under the internal
+  // lock: it needs no lock, so a stuck holder cannot stop an abort.
+  (void)base;
+  (void)token;
+  barrier_break_unlocked(b);
   return kOk;
 }
 
@@ -682,6 +769,7 @@ void barrier_watch_parties(DeathWatch* w, const uint8_t* base, BarrierSlot* b) {
 // ---- SharedMemory wait --------------------------------------------------------
 
 int word_wait(uint32_t* addr, uint32_t expected, double timeout_ms) {
+  timeout_ms = normalize_timeout_ms(timeout_ms);
   Deadline dl(timeout_ms);
   bool retried = false;
   for (;;) {

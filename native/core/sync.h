@@ -3,6 +3,7 @@
 // participant table used by owner-death checks). Timeouts are milliseconds,
 // < 0 = forever, 0 = try once. Returns a Status (>= 0) or -errno.
 #pragma once
+#include "core/platform.h"
 #include <cstdint>
 
 #include "core/layout.h"
@@ -18,6 +19,17 @@ constexpr double kLivenessSliceMs = 50.0;
 double liveness_slice_ms();
 void set_liveness_slice_ms(double ms);
 
+// Timeouts as the core takes them: < 0 forever, 0 try once, else ms. One can
+// come from shared memory (a Barrier's default timeout, which any process may
+// overwrite), so every entry point maps the rest: NaN -> 0 (try once), beyond
+// kForeverMs (core/platform.h: what the kernel can express) -> forever, so
+// deadlines and futex timespecs stay finite.
+inline double normalize_timeout_ms(double t) {
+  if (t != t) return 0;
+  if (t < 0 || t > kForeverMs) return -1;
+  return t;
+}
+
 int lock_acquire(const uint8_t* base, LockSlot* s, uint32_t token, double timeout_ms,
                  bool recursive);
 // After a successful fast-path CAS 0 -> token done in JS: reports the lock's
@@ -29,8 +41,10 @@ int lock_release(LockSlot* s, uint32_t token, bool recursive);
 int lock_abandon(LockSlot* s, uint32_t token);
 int lock_mark_consistent(LockSlot* s, uint32_t token);
 
+// Semaphores: kBadHandle when the slot claims an undo table it has no room
+// for (its flags or size were overwritten).
 int sem_acquire(const uint8_t* base, SemSlot* s, double timeout_ms);
-int sem_release(SemSlot* s, uint32_t n);
+int sem_release(const uint8_t* base, SemSlot* s, uint32_t n);
 // Gives back units held by dead processes (undoOnExit); returns units recovered.
 uint32_t sem_recover(const uint8_t* base, SemSlot* s);
 uint32_t sem_slot_units(bool undo);
