@@ -142,7 +142,8 @@ export class Condition extends Primitive {
     if (!Condition._isCond(this)) throw invalidThis('Condition');
     validateFunction('pred', pred);
     const timeout = opts === undefined ? -1 : timeoutOf(opts);
-    this._live();
+    // Owned first: whether the predicate or the clock decides, a caller without the lock is told so.
+    if (!this._live().isOwned()) throw new NotOwnerError('Condition.waitFor(): cannot wait on an un-acquired lock');
     const end = timeout < 0 ? Infinity : performance.now() + timeout;
     let result = pred();
     while (!result) {
@@ -194,7 +195,7 @@ export class Condition extends Primitive {
     if (!Condition._isCond(this)) throw invalidThis('Condition');
     validateFunction('pred', pred);
     const { timeout, signal } = parseAsyncOptions(opts);
-    this._live();
+    if (!this._live().isOwned()) throw new NotOwnerError('Condition.waitForAsync(): cannot wait on an un-acquired lock');
     const end = timeout < 0 ? Infinity : performance.now() + timeout;
     let result = pred();
     while (!result) {
