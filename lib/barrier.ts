@@ -2,7 +2,7 @@
 // the generation word (slot +16); the arrivals' tokens are recorded so that a
 // dead waiter breaks the barrier for everyone (BrokenBarrierError).
 import { binding } from './binding';
-import { BrokenBarrierError, invalidThis } from './errors';
+import { BrokenBarrierError, TimeoutError, invalidThis } from './errors';
 import { BARRIER_BROKEN_I, BARRIER_COUNT_I, BARRIER_PARTIES_I, KIND, MAX_PARTIES, S, barrierUnits } from './layout';
 import { Primitive, contextOf, takeAttach } from './primitive';
 import { BaseHandle, TOKEN, unexpected } from './runtime';
@@ -110,6 +110,9 @@ export class Barrier extends Primitive {
     if (!Barrier._isBarrier(this)) throw invalidThis('Barrier');
     if (!this._i32) this._closed();
     const st = binding.barrierReset(this._buf as ArrayBuffer, this._off, TOKEN);
+    // Its internal lock is waited for at most 1 s (a holder that keeps it longer
+    // was stopped, or the word was overwritten: docs/robustness.md).
+    if (st === S.TIMED_OUT) throw new TimeoutError("Barrier.reset(): the barrier's internal lock was not free within 1 s");
     if (st !== S.OK) throw unexpected(st, 'Barrier.reset()');
   }
 

@@ -247,6 +247,9 @@ export function stats(): { mapped: number; arenas: number; shm: number; views: n
 }
 
 export function unexpected(status: number, what: string): ForksafeError {
+  // The native side refuses a slot whose shared bytes another process made
+  // inconsistent (docs/robustness.md): that is a bad handle, not a bug here.
+  if (status === S.BAD_HANDLE) return badHandle(`${what}: the object's shared memory is corrupt (overwritten by another process?)`);
   return new ForksafeError(`${what}: unexpected status ${status}`, 'ERR_FORKSAFE_INTERNAL');
 }
 

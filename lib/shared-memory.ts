@@ -8,7 +8,7 @@ import { CTX_NAME, S, SEG_SHM, StartMethod } from './layout';
 import { contextOf, takeAttach } from './primitive';
 import type { Context } from './context';
 import { getContext } from './context';
-import { BaseHandle, openSegment, segmentHandle } from './runtime';
+import { BaseHandle, openSegment, segmentHandle, unexpected } from './runtime';
 import { signalAborted, signalReason, timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
 import { AsyncOptions, cancelAll, parseAsyncOptions, wait } from './async';
 
@@ -186,7 +186,7 @@ export class SharedMemory {
     if (st === S.OK) return 'ok';
     if (st === S.NOT_EQUAL) return 'not-equal';
     if (st === S.TIMED_OUT) return 'timed-out';
-    throw new ForksafeError(`SharedMemory.wait(): unexpected status ${st}`, 'ERR_FORKSAFE_INTERNAL');
+    throw unexpected(st, 'SharedMemory.wait()');
   }
 
   /**
@@ -215,7 +215,7 @@ export class SharedMemory {
         map: (st) => {
           if (st === S.OK) return 'ok' as const;
           if (st === S.TIMED_OUT) return 'timed-out' as const;
-          throw new ForksafeError(`SharedMemory.waitAsync(): unexpected status ${st}`, 'ERR_FORKSAFE_INTERNAL');
+          throw unexpected(st, 'SharedMemory.waitAsync()');
         },
       }, () => {});
     } catch (e) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run test:sanitize`: the native-heavy part of the suite against the addon
-// built with AddressSanitizer + UndefinedBehaviorSanitizer (docs/robustness-sanitize.md).
+// built with AddressSanitizer + UndefinedBehaviorSanitizer (docs/robustness.md).
 //
 //   1. cmake-js builds build/sanitize/Release/forksafe.node (CMakeLists.txt,
 //      -DFORKSAFE_SANITIZE=ON); build/Release/forksafe.node, the one the normal
