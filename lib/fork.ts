@@ -112,7 +112,7 @@ function emulatorThreads(): number {
 }
 
 /** The names of the threads running besides this one that fork() would lose. */
-export function foreignThreads(): string[] {
+function foreignThreads(): string[] {
   const threads = binding.threads();
   const named = threads.some(([, n]) => /V8Worker$/.test(n)) || Number(process.versions.node.split('.')[0]) >= 24;
   const rest = threads
@@ -675,11 +675,6 @@ function nodeInternals(): NodeInternals | null {
     internals = null;
   }
   return internals;
-}
-
-/** How a fork(main) child leaves the caller: 'terminate' (none of its code runs) or 'unwind' (ForkChildUnwind). */
-export function forkChildExit(): 'terminate' | 'unwind' {
-  return nodeInternals() ? 'terminate' : 'unwind';
 }
 
 function runMain(main: () => unknown): void {
