@@ -243,7 +243,9 @@ t.test('event loop stays responsive with 1,000 waits pending on Events and Locks
   const iv = setInterval(() => ticks++, 10);
   await sleep(1000);
   clearInterval(iv);
-  t.ok(ticks >= 80, `setInterval(10 ms) ticked ${ticks} times in 1 s (>= 80)`);
+  // A liveness bound (a loop blocked by the waits would tick ~0 times): 80 was
+  // missed now and then on a loaded 2-core machine, with or without the death watcher.
+  t.ok(ticks >= 50, `setInterval(10 ms) ticked ${ticks} times in 1 s (>= 50)`);
   events.forEach((e) => e.set());
   const ev = await within(Promise.all(evWaits), 10_000, 'event waits');
   t.equal(ev.filter((r) => r === true).length, 500, 'the 500 event waits resolved true after set()');

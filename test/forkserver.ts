@@ -343,7 +343,8 @@ t.test('a worker_thread has its own forkserver; when the thread ends, that forks
 t.test('a forkserver whose event loop is blocked: start() gives up after startTimeout, the next start works', async (t) => {
   await stopForkserver(); // its preload cannot change while it runs
   // startTimeout bounds the boot too: generous enough for a loaded CI machine.
-  setForkserverPreload([BUSY_PRELOAD], { execArgv: [], startTimeout: 3000 });
+  // (3 s was missed by a boot on a loaded 2-core machine; the preload blocks for 10 s.)
+  setForkserverPreload([BUSY_PRELOAD], { execArgv: [], startTimeout: 6000 });
   t.teardown(async () => {
     await stopForkserver();
     setForkserverPreload([], { execArgv: [], startTimeout: 60_000 });
@@ -352,7 +353,7 @@ t.test('a forkserver whose event loop is blocked: start() gives up after startTi
   await sleep(400); // the preload's timer now blocks the forkserver's loop for 10 s
   const busy = forkserverPid() as number;
   t.throws(() => new Process({ target: { module: TARGETS, export: 'ret' }, args: [1] }).start(),
-    { code: 'ERR_FORKSAFE_FORKSERVER', message: /did not serve a start within 3000 ms/ }, 'start() throws, naming the blocked loop');
+    { code: 'ERR_FORKSAFE_FORKSERVER', message: /did not serve a start within 6000 ms/ }, 'start() throws, naming the blocked loop');
   t.ok(await until(() => gone(busy), 2000), 'the blocked forkserver was killed');
   setForkserverPreload([], { execArgv: [], startTimeout: 60_000 });
   const p = start(t, 'ret', [6]);
