@@ -24,7 +24,7 @@ export interface Binding {
   init(): { token: number; threadIndex: number; pid: number; cpus: number };
   alloc(ctx: number, kind: number, units: number): [seg: number, off: number, gen: number];
   slotRef(seg: number, off: number, gen: number, kind: number): number;
-  slotUnref(seg: number, off: number): number;
+  slotUnref(seg: number, off: number, gen: number): number;
   open(
     id: string, kind: number, ctx: number, pid: number, fd: number,
     dev: string, ino: string, size: string, name: string | null,

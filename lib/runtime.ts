@@ -77,7 +77,7 @@ export function allocSlot(ctx: StartMethod, kind: number, units: number): SlotRe
 }
 
 export function releaseSlot(ref: SlotRef): void {
-  binding.slotUnref(ref.seg, ref.off);
+  binding.slotUnref(ref.seg, ref.off, ref.gen);
   unviewArena(ref.view);
 }
 

@@ -142,7 +142,8 @@ Napi::Value SlotUnref(const Napi::CallbackInfo& info) {
   if (s && s->slots.find(SlotKey(seg, off)) == s->slots.end()) {
     return Napi::Number::New(info.Env(), kBadHandle);  // not ours to drop
   }
-  int r = slot_unref(seg, off);
+  uint32_t gen = ArgU32(info, 2);
+  int r = slot_unref(seg, off, &gen);
   NoteSlot(info.Env(), seg, off, -1);
   return Napi::Number::New(info.Env(), r);
 }

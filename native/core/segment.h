@@ -70,7 +70,9 @@ int slot_alloc(uint32_t ctx, uint32_t kind, uint32_t units, uint32_t* seg, uint6
 // Validates (off, gen, kind) against a mapped arena and takes a reference.
 int slot_ref(uint32_t seg, uint64_t off, uint32_t gen, uint32_t kind);
 // Drops a reference (freeing the slot at zero). Views are not touched.
-int slot_unref(uint32_t seg, uint64_t off);
+// Drops one reference; at zero the slot is freed. With `gen`, only if the slot
+// still has that generation (and a reference to drop): else kBadHandle, nothing done.
+int slot_unref(uint32_t seg, uint64_t off, const uint32_t* gen = nullptr);
 
 // Finds or maps the segment a handle names; takes a view. kContext when the
 // segment lives in anonymous 'fork' memory this process does not have,

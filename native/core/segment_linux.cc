@@ -239,14 +239,28 @@ int slot_ref(uint32_t seg, uint64_t off, uint32_t gen, uint32_t kind) {
   return kOk;
 }
 
-int slot_unref(uint32_t seg, uint64_t off) {
+int slot_unref(uint32_t seg, uint64_t off, const uint32_t* gen) {
   std::lock_guard<std::mutex> g(g_mu);
   Record* rec = find_local(seg);
   if (!rec || rec->info.kind != kSegArena || !slot_in_bounds(off, 1)) return kBadHandle;
   uint8_t* base = rec->info.base;
   SlotHeader* s = reinterpret_cast<SlotHeader*>(base + off);
   uint32_t units = aload(&s->units);
-  uint64_t after = __atomic_sub_fetch(&s->refgen, 1, __ATOMIC_SEQ_CST);
+  uint64_t after;
+  if (gen) {
+    // The reference is to the slot of that generation only: a slot freed early
+    // (its reference count overwritten by another process) and reused by a new
+    // primitive is not this object's to drop (found by test/fuzz-shared.ts: a
+    // stale object's close or finalizer freed the new occupant).
+    uint64_t cur = aload(&s->refgen);
+    for (;;) {
+      if (static_cast<uint32_t>(cur >> 32) != *gen || static_cast<uint32_t>(cur) == 0) return kBadHandle;
+      if (acas(&s->refgen, &cur, cur - 1)) break;
+    }
+    after = cur - 1;
+  } else {
+    after = __atomic_sub_fetch(&s->refgen, 1, __ATOMIC_SEQ_CST);
+  }
   if (static_cast<uint32_t>(after) == 0 && slot_in_bounds(off, units)) {
     astore(&s->kind, static_cast<uint32_t>(kPrimFree));
     bits_clear(bitmap(base), static_cast<uint32_t>((off - kArenaDataOffset) / kUnit), units);
