@@ -19,15 +19,11 @@
 # and the fixtures are compiled by the host's node. Prints the runner's closing
 # `N passed, N failed` line and exits non-zero on any failure.
 #
-# qemu-user answers a process's open of its own /proc/self/stat with a file it
-# writes itself, whose starttime (field 22) qemu computes at its own start: one
-# clock tick later than the kernel's now and then, and the parent's in a fork()
-# child. forksafe compares a process's start time as it read it itself with
-# what others read in /proc/<pid>/stat (pid reuse guard), so under plain qemu a
-# live lock holder looks dead to its peers. An LD_PRELOAD shim (built below)
-# makes the emulated process open its own stat file relative to a /proc
-# directory fd, which qemu passes to the kernel. Only aarch64 processes load it
-# ($PLATFORM picks the directory; host programs get an empty library).
+# qemu-user answers a process's open of "/proc/self/stat" with a file of its
+# own (starttime one clock tick off now and then, the parent's in a fork()
+# child); forksafe opens stat files relative to a /proc directory fd, which
+# qemu passes to the kernel (native/core/platform_linux.cc), so nothing here
+# works around it.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -100,7 +96,7 @@ fi
 arm_node=$(FORKSAFE_NODE_CACHE=$cache bash "$root/scripts/node-line.sh" "$major" arm64)
 [ -x "$arm_node" ] || die "no arm64 node binary from scripts/node-line.sh $major arm64"
 
-# ---- emulation: sysroot, binfmt_misc, the /proc/self/stat shim
+# ---- emulation: sysroot, binfmt_misc
 if ((emulate)); then
   # qemu looks for the guest's /lib/ld-linux-aarch64.so.1 and libraries under
   # /etc/qemu-binfmt/aarch64 when QEMU_LD_PREFIX is not set; pointing that at
@@ -128,67 +124,6 @@ if ((emulate)); then
     "$arm_node" -e 0 || die "the arm64 node does not run after registering qemu with binfmt_misc"
   fi
 
-  shim=$cache/qemu-procstat
-  if [ ! -e "$shim/aarch64/libprocstat.so" ] || [ "$0" -nt "$shim/aarch64/libprocstat.so" ]; then
-    mkdir -p "$shim/aarch64" "$shim/x86_64"
-    cat >"$shim/procstat.c" <<'EOF'
-/* scripts/test-arm64.sh: under qemu-user, open the process's own
-   /proc/self/stat (or /proc/<own pid>/stat) through the kernel rather than
-   qemu's synthesized copy. Raw syscalls only: async-signal-safe, as the
-   callers (forksafe reads it after fork()) need. */
-#define _GNU_SOURCE
-#include <fcntl.h>
-#include <stdarg.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-static int own_stat(const char* p, char* rel) {
-  if (strncmp(p, "/proc/", 6) != 0) return 0;
-  p += 6;
-  char digits[16];
-  int n = 0, k = 0;
-  for (long v = syscall(SYS_getpid); v > 0; v /= 10) digits[n++] = (char)('0' + v % 10);
-  while (n > 0) rel[k++] = digits[--n];
-  rel[k] = 0;
-  if (strncmp(p, "self/", 5) == 0) p += 5;
-  else if (strncmp(p, rel, (size_t)k) == 0 && p[k] == '/') p += k + 1;
-  else return 0;
-  if (strcmp(p, "stat") != 0) return 0;
-  memcpy(rel + k, "/stat", 6);
-  return 1;
-}
-
-static int shim_open(const char* path, int flags, mode_t mode) {
-  char rel[32];
-  if (own_stat(path, rel)) {
-    int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (dir >= 0) {
-      int fd = (int)syscall(SYS_openat, dir, rel, flags, mode);
-      syscall(SYS_close, dir);
-      return fd;
-    }
-  }
-  return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
-}
-
-#define MODE_ARG                          \
-  mode_t mode = 0;                        \
-  if (flags & (O_CREAT | __O_TMPFILE)) {  \
-    va_list ap;                           \
-    va_start(ap, flags);                  \
-    mode = (mode_t)va_arg(ap, int);       \
-    va_end(ap);                           \
-  }
-int open(const char* path, int flags, ...) { MODE_ARG return shim_open(path, flags, mode); }
-int open64(const char* path, int flags, ...) { MODE_ARG return shim_open(path, flags, mode); }
-EOF
-    aarch64-linux-gnu-gcc -O2 -Wall -Wextra -Werror -shared -fPIC -o "$shim/aarch64/libprocstat.so" "$shim/procstat.c"
-    echo 'int forksafe_procstat_host_stub;' | gcc -shared -fPIC -x c -o "$shim/x86_64/libprocstat.so" -
-    # glibc < 2.37 may name an x86-64 CPU's platform after its features.
-    for p in haswell xeon_phi; do ln -sfn x86_64 "$shim/$p"; done
-  fi
-  export LD_PRELOAD="$shim/\$PLATFORM/libprocstat.so"
 fi
 
 # ---- the prebuild

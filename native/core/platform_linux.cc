@@ -36,9 +36,21 @@ std::atomic<uint64_t> g_start{0};
 
 // Parses field 22 (starttime) of /proc/<pid>/stat. The comm field may hold
 // spaces and parentheses, so fields are counted from the last ')'.
-int read_stat(const char* path, uint64_t* out, char* state) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno == ENOENT ? -ESRCH : -errno;
+// The file is opened relative to a directory fd for /proc, never by the path
+// "/proc/self/stat" or "/proc/<own pid>/stat": qemu-user answers those two
+// paths with a stat of its own whose starttime is its own clock reading,
+// which can differ by a tick from what the kernel shows every other process
+// (and a fork child inherits it), so a live owner would look dead. qemu
+// matches paths only, so the relative open reaches the kernel's file.
+int read_stat(uint32_t pid, uint64_t* out, char* state) {
+  int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return -errno;
+  char rel[32];
+  snprintf(rel, sizeof(rel), "%u/stat", pid);
+  int fd = openat(dir, rel, O_RDONLY | O_CLOEXEC);
+  int open_errno = errno;
+  close(dir);
+  if (fd < 0) return open_errno == ENOENT ? -ESRCH : -open_errno;
   char buf[1024];
   ssize_t n = read(fd, buf, sizeof(buf) - 1);
   int saved = errno;
@@ -103,7 +115,7 @@ double monotonic_ms() {
 void refresh_process_identity() {
   g_pid.store(static_cast<uint32_t>(getpid()), std::memory_order_relaxed);
   uint64_t st = 0;
-  read_stat("/proc/self/stat", &st, nullptr);
+  read_stat(static_cast<uint32_t>(getpid()), &st, nullptr);
   g_start.store(st, std::memory_order_relaxed);
 }
 
@@ -123,11 +135,7 @@ uint64_t self_start_time() {
 
 uint32_t self_tid() { return static_cast<uint32_t>(syscall(SYS_gettid)); }
 
-int proc_stat(uint32_t pid, uint64_t* start, char* state) {
-  char path[64];
-  snprintf(path, sizeof(path), "/proc/%u/stat", pid);
-  return read_stat(path, start, state);
-}
+int proc_stat(uint32_t pid, uint64_t* start, char* state) { return read_stat(pid, start, state); }
 
 int process_alive(uint32_t pid, uint64_t expected_start) {
   if (pid == 0) return 0;
