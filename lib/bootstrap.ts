@@ -5,11 +5,12 @@
 import * as fs from 'node:fs';
 import * as v8 from 'node:v8';
 import { pathToFileURL } from 'node:url';
-import { binding } from './binding';
-import { attach } from './attach';
-import { fromWire } from './handoff';
-import { dynamicImport, exitCodeOf } from './util';
-import type { BootPayload } from './process';
+import { binding } from './core/binding';
+import { attach } from './core/attach';
+import './context'; // registers every class and gives them their context getter
+import { fromWire } from './core/handoff';
+import { dynamicImport, exitCodeOf } from './core/util';
+import type { BootPayload } from './process/process';
 
 
 async function main(): Promise<number> {

@@ -1,5 +1,5 @@
 // Entry point of the forkserver: `node --single-threaded dist/forkserver-main.js`,
-// started by lib/forkserver.ts. It dies with its parent (PR_SET_PDEATHSIG),
+// started by lib/process/forkserver.ts. It dies with its parent (PR_SET_PDEATHSIG),
 // loads the preload modules once, then forks one worker per request read from
 // fd 3 (its private socketpair with the parent). Read docs/forkserver.md.
 //
@@ -11,15 +11,16 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as v8 from 'node:v8';
 import { pathToFileURL } from 'node:url';
-import { binding } from './binding';
-import { attach } from './attach';
-import { fromWire } from './handoff';
-import { dynamicImport, loadForkedTarget, moduleHooksSuspected, needsImport, replaceEnv, signalNumber } from './util';
+import { binding } from './core/binding';
+import { attach } from './core/attach';
+import './context'; // registers every class and gives them their context getter
+import { fromWire } from './core/handoff';
+import { dynamicImport, loadForkedTarget, moduleHooksSuspected, needsImport, replaceEnv, signalNumber } from './core/util';
 import { atfork, fork, forkFlags, ForkedChild, ForkChildUnwind, stopNamingRequests } from './fork';
-import type { SharedMemory } from './shared-memory';
+import type { SharedMemory } from './sync/shared-memory';
 import {
   FS, FsRequest, defaultExecArgv, encodeFrame, FrameReader, entryWord, sanitizeNodeOptions,
-} from './forkserver-protocol';
+} from './process/forkserver-protocol';
 
 const CHANNEL = 3;
 const SIGKILL = 9;
@@ -86,7 +87,7 @@ function execWithoutHooks(): void {
 
 async function main(): Promise<void> {
   execWithoutHooks();
-  stopNamingRequests(); // workers forked from here must not carry fork.ts's async_hooks hook
+  stopNamingRequests(); // workers forked from here must not carry lib/fork/safety.ts's async_hooks hook
   const parent = Number(process.env.FORKSAFE_FS_PARENT);
   // Die with the parent, and never outlive it even if it died already.
   if (binding.setPdeathsig(SIGKILL) !== parent) process.exit(0);

@@ -8,29 +8,29 @@ import { getContext } from './context';
 
 export { getContext, getStartMethods } from './context';
 export type { Context } from './context';
-export type { StartMethod } from './layout';
-export { Lock, RLock } from './lock';
-export type { AcquireOptions, LockGuard, LockHandle } from './lock';
-export { Semaphore, BoundedSemaphore } from './semaphore';
-export type { SemaphoreOptions } from './semaphore';
-export { Event } from './event';
-export type { WaitOptions } from './event';
-export { Condition } from './condition';
-export { Barrier } from './barrier';
-export type { BarrierOptions } from './barrier';
-export { SharedMemory } from './shared-memory';
-export type { SharedMemoryOptions } from './shared-memory';
-export { Process } from './process';
-export type { ProcessOptions, ExitInfo, Target } from './process';
-export { attach } from './attach';
-export { setForkserverPreload, startForkserver, stopForkserver, forkserverPid } from './forkserver';
+export type { StartMethod } from './core/layout';
+export { Lock, RLock } from './sync/lock';
+export type { AcquireOptions, LockGuard, LockHandle } from './sync/lock';
+export { Semaphore, BoundedSemaphore } from './sync/semaphore';
+export type { SemaphoreOptions } from './sync/semaphore';
+export { Event } from './sync/event';
+export type { WaitOptions } from './sync/event';
+export { Condition } from './sync/condition';
+export { Barrier } from './sync/barrier';
+export type { BarrierOptions } from './sync/barrier';
+export { SharedMemory } from './sync/shared-memory';
+export type { SharedMemoryOptions } from './sync/shared-memory';
+export { Process } from './process/process';
+export type { ProcessOptions, ExitInfo, Target } from './process/process';
+export { attach } from './core/attach';
+export { setForkserverPreload, startForkserver, stopForkserver, forkserverPid } from './process/forkserver';
 export { fork, exit, atfork, forkSafety, forkFlags, ForkedChild, ForkChildUnwind } from './fork';
 export type { AtforkHooks } from './fork';
-export type { BaseHandle as Handle } from './runtime';
+export type { BaseHandle as Handle } from './core/runtime';
 export {
   ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError, NotRecoverableError,
   ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError,
-} from './errors';
+} from './core/errors';
 
 // Instantiate the default context eagerly so its classes are the top-level ones.
 getContext();

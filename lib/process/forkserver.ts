@@ -5,15 +5,16 @@ import * as child_process from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Socket } from 'node:net';
-import { binding } from './binding';
-import { ForksafeError, invalidArgType } from './errors';
-import { forkFlags, onForkChild } from './fork';
+import { binding } from '../core/binding';
+import { ForksafeError, invalidArgType } from '../core/errors';
+import { forkFlags, onForkChild } from '../fork';
 import {
   defaultExecArgv, sanitizeNodeOptions, FS, STATUS_BYTES, FrameReader, FsMessage, FsRequest, encodeFrame, entryWord,
 } from './forkserver-protocol';
-import type { SharedMemory } from './shared-memory';
-import { exitInfo, moduleSpec, resolveModule } from './util';
-import type { ExitInfo } from './util';
+import { SharedMemory } from '../sync/shared-memory';
+import { contextClass } from '../core/registry';
+import { exitInfo, moduleSpec, resolveModule } from '../core/util';
+import type { ExitInfo } from '../core/util';
 
 let preload: string[] = [];
 let serverExecArgv: string[] | null = null;
@@ -129,9 +130,7 @@ export class FsServer {
   readonly bootDeadline = Date.now() + startTimeout;
 
   constructor() {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { getContext } = require('./context') as typeof import('./context');
-    this.status = new (getContext('spawn').SharedMemory)({ size: STATUS_BYTES });
+    this.status = new (contextClass(SharedMemory, 'spawn'))({ size: STATUS_BYTES });
     this.words = new Int32Array(this.status.buffer);
     for (let i = FS.ENTRIES - 1; i >= 0; i--) this.free.push(i);
     const env: NodeJS.ProcessEnv = {
@@ -145,7 +144,7 @@ export class FsServer {
     else delete env.NODE_OPTIONS;
     this.proc = child_process.spawn(
       process.execPath,
-      [...(serverExecArgv ?? defaultExecArgv()), ...forkFlags(), path.join(__dirname, 'forkserver-main.js')],
+      [...(serverExecArgv ?? defaultExecArgv()), ...forkFlags(), path.join(__dirname, '..', 'forkserver-main.js')],
       { stdio: ['ignore', 'inherit', 'inherit', 'pipe'], env },
     );
     if (this.proc.pid === undefined || !this.proc.stdio[3]) {

@@ -2,14 +2,15 @@
 // word; acquire is one compare-exchange in JS when a unit is free.
 // undoOnExit semaphores go through native on every call: each process's
 // units are recorded in the slot so a dead process's units come back.
-import { binding } from './binding';
-import { ForksafeError, badHandle, invalidThis, outOfRange } from './errors';
-import { KIND, S, SEM_BOUNDED, SEM_FLAGS_I, SEM_MAX_I, SEM_UNDO, SEM_UNDO_UNITS, SEM_UNITS, SEM_VALUE_I } from './layout';
-import { Primitive, contextOf, takeAttach } from './primitive';
-import { BaseHandle, unexpected } from './runtime';
-import { signalAborted, signalReason, timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
+import { binding } from '../core/binding';
+import { ForksafeError, badHandle, invalidThis, outOfRange } from '../core/errors';
+import { KIND, S, SEM_BOUNDED, SEM_FLAGS_I, SEM_MAX_I, SEM_UNDO, SEM_UNDO_UNITS, SEM_UNITS, SEM_VALUE_I } from '../core/layout';
+import { Primitive, takeAttach } from '../core/primitive';
+import { contextOf, registerType } from '../core/registry';
+import { BaseHandle, unexpected } from '../core/runtime';
+import { signalAborted, signalReason, timeoutOf, validateBoolean, validateInteger, validateObject } from '../core/validate';
 import type { AcquireOptions } from './lock';
-import { AsyncOptions, parseAsyncOptions, wait } from './async';
+import { AsyncOptions, parseAsyncOptions, wait } from '../core/async';
 
 export interface SemaphoreOptions {
   /** Give back the units a process holds when it dies (like SysV SEM_UNDO). */
@@ -195,3 +196,6 @@ export class BoundedSemaphore extends Semaphore {
     return true;
   }
 }
+
+registerType('Semaphore', Semaphore);
+registerType('BoundedSemaphore', BoundedSemaphore);

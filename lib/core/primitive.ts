@@ -1,21 +1,11 @@
 // Base of every slot-backed primitive: context binding, handle(), close(),
 // Symbol.dispose, and the "closed" guard used by every method.
 import { ClosedError, ContextError, invalidThis } from './errors';
-import type { Context } from './context';
-import { getContext, defaultMethod } from './context';
 import { StartMethod } from './layout';
 import { cancelAll } from './async';
 import {
   allocSlot, attachSlot, BaseHandle, releaseSlot, segmentHandle, SlotRef, track, untrack,
 } from './runtime';
-
-/** Static marker on a context's subclasses: which context `new` binds to. */
-export const CONTEXT_OF = Symbol('forksafe.context');
-
-export function contextOf(ctor: unknown): StartMethod {
-  const m = (ctor as { [CONTEXT_OF]?: StartMethod })[CONTEXT_OF];
-  return m ?? defaultMethod();
-}
 
 // attach(): constructors of a primitive either create a new slot or, when a
 // handle is pending here, attach to the slot it names.
@@ -47,19 +37,13 @@ export abstract class Primitive {
   /** @internal */ _off = 0;
   /** @internal */ _base = 0;
   /** @internal */ _method: StartMethod = 'spawn';
-  /** @internal Native async waits in flight (lib/async.ts). */ _pending: Set<number> | null = null;
+  /** @internal Native async waits in flight (lib/core/async.ts). */ _pending: Set<number> | null = null;
   /** @internal */ _closedReason: Error | null = null;
   /** @internal A slot whose release waits for in-flight async waits. */ _deferred: SlotRef | null = null;
 
   /** @internal Whether `o` is a real primitive (any class). */
   static _is(o: unknown): o is Primitive {
     return typeof o === 'object' && o !== null && #primitive in o;
-  }
-
-  /** The context that made this primitive. */
-  get context(): Context {
-    if (!Primitive._is(this)) throw invalidThis('a forksafe primitive');
-    return getContext(this._method);
   }
 
   /** @internal */

@@ -117,4 +117,4 @@ const override = process.env.FORKSAFE_ADDON_PATH;
 export const binding = (override
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   ? require(path.resolve(override))
-  : load(path.join(__dirname, '..'))) as Binding;
+  : load(path.join(__dirname, '..', '..'))) as Binding;

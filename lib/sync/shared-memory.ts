@@ -2,15 +2,15 @@
 // Atomics.wait/notify that work across processes (futex on the Int32 at an
 // index). Anonymous (memfd) unless persistent, in which case it is a /dev/shm
 // object named "forksafe.<name>" that outlives every process until unlink().
-import { binding } from './binding';
-import { ClosedError, ContextError, ForksafeError, badHandle, invalidArgType, invalidThis, outOfRange } from './errors';
-import { CTX_NAME, S, SEG_SHM, StartMethod } from './layout';
-import { contextOf, takeAttach } from './primitive';
-import type { Context } from './context';
-import { getContext } from './context';
-import { BaseHandle, openSegment, segmentHandle, unexpected } from './runtime';
-import { signalAborted, signalReason, timeoutOf, validateBoolean, validateInteger, validateObject } from './validate';
-import { AsyncOptions, cancelAll, parseAsyncOptions, wait } from './async';
+import { binding } from '../core/binding';
+import { ClosedError, ContextError, ForksafeError, badHandle, invalidArgType, invalidThis, outOfRange } from '../core/errors';
+import { CTX_NAME, S, SEG_SHM, StartMethod } from '../core/layout';
+import { takeAttach } from '../core/primitive';
+import { attach } from '../core/attach';
+import { contextOf, registerType } from '../core/registry';
+import { BaseHandle, openSegment, segmentHandle, unexpected } from '../core/runtime';
+import { signalAborted, signalReason, timeoutOf, validateBoolean, validateInteger, validateObject } from '../core/validate';
+import { AsyncOptions, cancelAll, parseAsyncOptions, wait } from '../core/async';
 
 export interface SharedMemoryOptions {
   size: number;
@@ -118,7 +118,7 @@ export class SharedMemory {
       offset: 0, generation: 1,
     };
     try {
-      return attachShared(h);
+      return attach<SharedMemory>(h);
     } finally {
       binding.segRelease(seg);
     }
@@ -127,11 +127,6 @@ export class SharedMemory {
   /** @internal Whether `o` is a real SharedMemory. */
   static _is(o: unknown): o is SharedMemory {
     return typeof o === 'object' && o !== null && #shm in o;
-  }
-
-  get context(): Context {
-    if (!SharedMemory._is(this)) throw invalidThis('SharedMemory');
-    return getContext(this._method);
   }
 
   /** The mapping itself: typed arrays and Atomics work on it. Detached (empty) after close(). */
@@ -298,8 +293,5 @@ export class SharedMemory {
   }
 }
 
-// Late-bound to avoid a cycle with attach.ts.
-function attachShared(h: BaseHandle): SharedMemory {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('./attach') as typeof import('./attach')).attach<SharedMemory>(h);
-}
+
+registerType('SharedMemory', SharedMemory);

@@ -3,8 +3,7 @@
 // structured-cloned by the child's bootstrap. The inverse runs in the child.
 import { ContextError, ForksafeError } from './errors';
 import type { StartMethod } from './layout';
-import { Primitive } from './primitive';
-import { SharedMemory } from './shared-memory';
+import { isRegisteredObject } from './registry';
 import type { BaseHandle } from './runtime';
 
 const MARK = '__forksafe_handle__';
@@ -13,8 +12,15 @@ interface Marked {
   [MARK]: BaseHandle;
 }
 
-function isShareable(v: unknown): v is Primitive | SharedMemory {
-  return v instanceof Primitive || v instanceof SharedMemory;
+/** What the hand-off needs of a primitive or a SharedMemory (every registered class has it). */
+interface Shareable {
+  readonly closed: boolean;
+  handle(): BaseHandle;
+  _checkContext(target: StartMethod, where: string): void;
+}
+
+function isShareable(v: object): v is Shareable {
+  return isRegisteredObject(v);
 }
 
 /**
@@ -34,7 +40,7 @@ export function toWire(args: unknown[], method: StartMethod, where: string, fds:
     if (isShareable(v)) {
       v._checkContext(method, where);
       if (v.closed) throw new ForksafeError(`${path} is a closed ${v.constructor.name}`, 'ERR_FORKSAFE_CLOSED');
-      const h = (v as { handle(): BaseHandle }).handle();
+      const h = v.handle();
       collect(h);
       const m = { [MARK]: h };
       seen.set(v, m);

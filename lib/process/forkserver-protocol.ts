@@ -1,7 +1,7 @@
 // What the parent and its forkserver share: the status table's layout and the
 // frames on their socketpair. See docs/forkserver.md.
 import * as v8 from 'node:v8';
-import { dropFlags } from './util';
+import { dropFlags } from '../core/util';
 
 /** Int32 word indexes and states of the status table (a 'spawn' SharedMemory). */
 export const FS = {

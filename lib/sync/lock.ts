@@ -4,23 +4,24 @@
 // (pid | JS-thread index << 22) with bit 31 set when someone may be sleeping.
 // The uncontended paths are one compare-exchange in JS; everything that may
 // block or needs a wake-up goes to native (native/core/sync.cc).
-import { binding } from './binding';
+import { binding } from '../core/binding';
 import {
   DeadlockError, NotOwnerError, NotRecoverableError, OwnerDiedError, TimeoutError, badHandle, invalidThis,
-} from './errors';
+} from '../core/errors';
 import {
   KIND, LOCK_DIED_PID_I, LOCK_DIED_TID_I, LOCK_WORD_I, PID_MASK, S,
   THREAD_SHIFT, TOKEN_MASK, WORD_NOT_RECOVERABLE,
-} from './layout';
-import { Primitive, contextOf, takeAttach } from './primitive';
-import { BaseHandle, abandonIfHeld, onToken, unexpected } from './runtime';
+} from '../core/layout';
+import { Primitive, takeAttach } from '../core/primitive';
+import { contextOf, registerType } from '../core/registry';
+import { BaseHandle, abandonIfHeld, onToken, unexpected } from '../core/runtime';
 
 let TOKEN = 0;
 onToken((t) => {
   TOKEN = t;
 });
-import { signalAborted, signalReason, timeoutOf, validateObject } from './validate';
-import { AsyncOptions, parseAsyncOptions, wait } from './async';
+import { signalAborted, signalReason, timeoutOf, validateObject } from '../core/validate';
+import { AsyncOptions, parseAsyncOptions, wait } from '../core/async';
 
 export interface AcquireOptions {
   timeout?: number;
@@ -379,3 +380,6 @@ function rlockGone(self: unknown): never {
 }
 
 export { LockBase };
+
+registerType('Lock', Lock);
+registerType('RLock', RLock);

@@ -1,13 +1,14 @@
 // Event: a flag (Int32 at slot +16, the futex word) and a count of sleepers
 // (+20). isSet/set/clear are plain atomics in JS; set() makes a wake-up
 // syscall only when someone sleeps.
-import { binding } from './binding';
-import { EVENT_FLAG_I, KIND, S } from './layout';
-import { Primitive, contextOf, takeAttach } from './primitive';
-import { BaseHandle, unexpected } from './runtime';
-import { signalAborted, signalReason, timeoutOf, validateObject } from './validate';
-import { badHandle, invalidThis } from './errors';
-import { AsyncOptions, parseAsyncOptions, wait } from './async';
+import { binding } from '../core/binding';
+import { EVENT_FLAG_I, KIND, S } from '../core/layout';
+import { Primitive, takeAttach } from '../core/primitive';
+import { contextOf, registerType } from '../core/registry';
+import { BaseHandle, unexpected } from '../core/runtime';
+import { signalAborted, signalReason, timeoutOf, validateObject } from '../core/validate';
+import { badHandle, invalidThis } from '../core/errors';
+import { AsyncOptions, parseAsyncOptions, wait } from '../core/async';
 
 export interface WaitOptions {
   timeout?: number;
@@ -103,3 +104,5 @@ export class Event extends Primitive {
     return this._handle('Event');
   }
 }
+
+registerType('Event', Event);

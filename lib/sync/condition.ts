@@ -2,17 +2,17 @@
 // (waiters, tickets) counter (+24) so that notify(n) wakes at most n of the
 // threads waiting at that moment, in any process. The lock is a separate
 // Lock/RLock of the same context (a new RLock by default, as in Python).
-import { binding } from './binding';
-import { ContextError, NotOwnerError, NotRecoverableError, OwnerDiedError, invalidArgType, invalidThis } from './errors';
-import { KIND, LOCK_DIED_PID_I, LOCK_DIED_TID_I, S } from './layout';
+import { binding } from '../core/binding';
+import { ContextError, NotOwnerError, NotRecoverableError, OwnerDiedError, invalidArgType, invalidThis } from '../core/errors';
+import { KIND, LOCK_DIED_PID_I, LOCK_DIED_TID_I, S } from '../core/layout';
 import { Lock, LockBase, LockGuard, RLock, AcquireOptions } from './lock';
-import { Primitive, contextOf, takeAttach, constructAttached } from './primitive';
-import { BaseHandle, TOKEN, checkBaseHandle, unexpected } from './runtime';
-import { getContext } from './context';
-import { signalAborted, signalReason, timeoutOf, validateFunction, validateInteger } from './validate';
-import { AsyncOptions, parseAsyncOptions, wait } from './async';
+import { Primitive, takeAttach, constructAttached } from '../core/primitive';
+import { contextClass, contextOf, registerType } from '../core/registry';
+import { BaseHandle, TOKEN, checkBaseHandle, unexpected } from '../core/runtime';
+import { signalAborted, signalReason, timeoutOf, validateFunction, validateInteger } from '../core/validate';
+import { AsyncOptions, parseAsyncOptions, wait } from '../core/async';
 import type { WaitOptions } from './event';
-import { badHandle } from './errors';
+import { badHandle } from '../core/errors';
 
 export interface ConditionHandle extends BaseHandle {
   lock: BaseHandle;
@@ -29,9 +29,8 @@ export class Condition extends Primitive {
     if (h) {
       const lh = checkBaseHandle(h.lock);
       if (lh.context !== h.context) throw badHandle('condition and lock contexts differ');
-      const ctx = getContext(lh.context);
-      if (lh.type === 'Lock') this._lock = constructAttached(ctx.Lock, lh);
-      else if (lh.type === 'RLock') this._lock = constructAttached(ctx.RLock, lh);
+      if (lh.type === 'Lock') this._lock = constructAttached(contextClass(Lock, lh.context), lh);
+      else if (lh.type === 'RLock') this._lock = constructAttached(contextClass(RLock, lh.context), lh);
       else throw badHandle('condition lock is not a Lock or RLock');
       this._ownsLock = true;
       try {
@@ -43,7 +42,7 @@ export class Condition extends Primitive {
     } else {
       const method = contextOf(new.target);
       if (lock === undefined) {
-        this._lock = new (getContext(method).RLock)();
+        this._lock = new (contextClass(RLock, method))();
         this._ownsLock = true;
       } else {
         if (!LockBase._isLock(lock)) throw invalidArgType('lock', 'an instance of Lock or RLock', lock);
@@ -245,3 +244,5 @@ export class Condition extends Primitive {
     if (this._ownsLock) this._lock.close();
   }
 }
+
+registerType('Condition', Condition);

@@ -1,14 +1,15 @@
 // Barrier for a fixed number of parties, across processes. Waiters sleep on
 // the generation word (slot +16); the arrivals' tokens are recorded so that a
 // dead waiter breaks the barrier for everyone (BrokenBarrierError).
-import { binding } from './binding';
-import { BrokenBarrierError, TimeoutError, invalidThis } from './errors';
-import { BARRIER_BROKEN_I, BARRIER_COUNT_I, BARRIER_PARTIES_I, KIND, MAX_PARTIES, S, barrierUnits } from './layout';
-import { Primitive, contextOf, takeAttach } from './primitive';
-import { BaseHandle, TOKEN, unexpected } from './runtime';
-import { parseTimeout, signalAborted, signalReason, validateInteger, validateObject, validateSignal } from './validate';
+import { binding } from '../core/binding';
+import { BrokenBarrierError, TimeoutError, invalidThis } from '../core/errors';
+import { BARRIER_BROKEN_I, BARRIER_COUNT_I, BARRIER_PARTIES_I, KIND, MAX_PARTIES, S, barrierUnits } from '../core/layout';
+import { Primitive, takeAttach } from '../core/primitive';
+import { contextOf, registerType } from '../core/registry';
+import { BaseHandle, TOKEN, unexpected } from '../core/runtime';
+import { parseTimeout, signalAborted, signalReason, validateInteger, validateObject, validateSignal } from '../core/validate';
 import type { WaitOptions } from './event';
-import { AsyncOptions, init as initAsync, wait } from './async';
+import { AsyncOptions, init as initAsync, wait } from '../core/async';
 
 export interface BarrierOptions {
   /** Default timeout of wait() in ms; a wait that times out breaks the barrier. */
@@ -156,3 +157,5 @@ export class Barrier extends Primitive {
 function barrierGone(self: unknown): never {
   return Primitive._gone(self, Barrier._isBarrier, 'Barrier');
 }
+
+registerType('Barrier', Barrier);

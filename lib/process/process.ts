@@ -6,16 +6,15 @@ import * as child_process from 'node:child_process';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import type { Readable } from 'node:stream';
-import { pathToFileURL } from 'node:url';
-import { binding } from './binding';
-import { ContextError, ForksafeError, invalidArgType, invalidThis, notCloneable } from './errors';
-import { contextOf } from './primitive';
-import { toWire } from './handoff';
-import type { StartMethod } from './layout';
-import { validateObject } from './validate';
+import { binding } from '../core/binding';
+import { ContextError, ForksafeError, invalidArgType, invalidThis, notCloneable } from '../core/errors';
+import { contextOf } from '../core/registry';
+import { toWire } from '../core/handoff';
+import type { StartMethod } from '../core/layout';
+import { validateObject } from '../core/validate';
 import {
-  ExitInfo, dropFlags, dynamicImport, exitInfo, loadForkedTarget, moduleSpec, replaceEnv, resolveModule, unknownSignal, validSignal,
-} from './util';
+  ExitInfo, dropFlags, exitInfo, loadForkedTarget, moduleSpec, replaceEnv, resolveModule, unknownSignal, validSignal,
+} from '../core/util';
 
 /**
  * What a child runs. `module`: an absolute path, a file: URL (e.g.
@@ -212,7 +211,7 @@ export class Process {
     try {
       child = child_process.spawn(
         process.execPath,
-        [...(this._opts.execArgv ?? childExecArgv()), path.join(__dirname, 'bootstrap.js')],
+        [...(this._opts.execArgv ?? childExecArgv()), path.join(__dirname, '..', 'bootstrap.js')],
         {
           stdio: ['inherit', out, out, payloadFd, ...fdList],
           env: this._opts.env ?? process.env,
@@ -321,7 +320,7 @@ export class Process {
     this._checkOwner('join()');
     if (this._exit || this._joined) return true;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const timeout = opts === undefined ? -1 : (require('./validate') as typeof import('./validate')).timeoutOf(opts);
+    const timeout = opts === undefined ? -1 : (require('../core/validate') as typeof import('../core/validate')).timeoutOf(opts);
     if (this._fs) {
       const e = this._fs.join(this._fsId, timeout);
       if (e === null) return false;
@@ -367,7 +366,7 @@ export class ForkProcess {
   }
 
   /** @internal */ _opts: ProcessOptions;
-  /** @internal */ _child: import('./fork').ForkedChild | null = null;
+  /** @internal */ _child: import('../fork').ForkedChild | null = null;
   /** @internal */ _exited: Promise<ExitInfo>;
   /** @internal */ _resolve!: (e: ExitInfo) => void;
   readonly exited: Promise<ExitInfo>;
@@ -408,7 +407,7 @@ export class ForkProcess {
     toWire(args, 'fork', 'a Process', new Set()); // Context rules: throws before anything starts
     const opts = this._opts;
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const { fork } = require('./fork') as typeof import('./fork');
+    const { fork } = require('../fork') as typeof import('../fork');
     const setup = (): void => {
       if (opts.name) process.title = opts.name;
       if (opts.env) replaceEnv(opts.env);
@@ -431,7 +430,7 @@ export class ForkProcess {
         : (typeof d === 'function' ? d : d?.default);
       if (typeof fn !== 'function') throw new TypeError(`forksafe: module '${t.module}' has no function to run (target.export)`);
       return (fn as (...a: unknown[]) => unknown)(...args);
-    })) as import('./fork').ForkedChild;
+    })) as import('../fork').ForkedChild;
     this._child = child;
     child.exited.then((e) => this._resolve(e));
     return this;

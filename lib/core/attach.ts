@@ -1,10 +1,10 @@
 // attach(handle): re-creates a primitive in this process or thread from the
-// plain object its handle() returned (possibly after JSON round trips).
+// plain object its handle() returned (possibly after JSON round trips). The
+// class comes from the registry (core/registry.ts), as the handle's context
+// has it.
 import { badHandle } from './errors';
-import { getContext, getStartMethods } from './context';
-
-const TYPES = ['Lock', 'RLock', 'Semaphore', 'BoundedSemaphore', 'Event', 'Condition', 'Barrier', 'SharedMemory'];
 import { constructAttached } from './primitive';
+import { contextClass, getStartMethods, typeClass } from './registry';
 import { checkBaseHandle } from './runtime';
 
 export function attach<T = unknown>(handle: unknown): T {
@@ -25,8 +25,8 @@ export function attach<T = unknown>(handle: unknown): T {
     }
   }
   const b = checkBaseHandle(h);
-  if (!TYPES.includes(b.type)) throw badHandle(`unknown type '${String(b.type)}'`);
+  const C = typeof b.type === 'string' ? typeClass(b.type) : undefined;
+  if (!C) throw badHandle(`unknown type '${String(b.type)}'`);
   if (!getStartMethods().includes(b.context)) throw badHandle(`context '${b.context}' is not available here`);
-  const C = (getContext(b.context) as unknown as Record<string, unknown>)[b.type];
-  return constructAttached(C as new () => T, b);
+  return constructAttached(contextClass(C, b.context) as unknown as new () => T, b);
 }
