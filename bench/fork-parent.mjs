@@ -26,7 +26,7 @@ const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CP_CHILD = path.join(here, 'fork-cp-child.cjs');
 const { fork, exit, forkSafety, getContext } = require('../dist/index.js');
-const { binding } = require('../dist/binding.js'); // internal: the native fork alone
+const { binding } = require('../dist/core/binding.js'); // internal: the native fork alone
 const { fillWords, sumWords, minflt } = require('./fork-cp-child.cjs');
 const { SharedMemory } = getContext('fork');
 

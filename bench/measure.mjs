@@ -409,7 +409,7 @@ const modes = {
       close = () => clearInterval(keep);
     } else {
       const { Event } = require('../dist/index.js');
-      stats = require('../dist/async.js').stats;
+      stats = require('../dist/core/async.js').stats;
       const ev = new Event();
       submit = () => ev.waitAsync({ timeout: 60_000 });
       fire = () => ev.set();

@@ -59,7 +59,7 @@ inline bool ArgBool(const Napi::CallbackInfo& info, size_t i) {
   return info[i].IsBoolean() && info[i].As<Napi::Boolean>().Value();
 }
 // A timeout argument in ms. Negatives and values at or beyond what the kernel
-// can express (kForeverMs, ~292 years) mean forever (-1), as lib/validate.ts's
+// can express (kForeverMs, ~292 years) mean forever (-1), as lib/core/validate.ts's
 // parseTimeout() maps them before they get here. NaN (which parseTimeout
 // refuses, so it can only be garbage from shared memory: a Barrier's default
 // timeout another process overwrote) means try once, as in the core: a wait

@@ -470,7 +470,7 @@ Napi::Value DeathwatchKnob(const Napi::CallbackInfo& info) {
 }  // namespace
 
 // In a fork()ed child: the parent's pending ops are the parent's (their
-// waiter threads do not exist here). Forget them; lib/async.ts rejects their
+// waiter threads do not exist here). Forget them; lib/core/async.ts rejects their
 // promises with ContextError.
 void AsyncForgetAfterFork(Napi::Env env) {
   AsyncState* st = StateOf(env);

@@ -17,7 +17,7 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 const say = (msg) => process.stderr.write(`forksafe: ${msg}\n`);
 
-/** Loads the addon the way lib/binding.ts does, in a child (a crash there is not ours). */
+/** Loads the addon the way lib/core/binding.ts does, in a child (a crash there is not ours). */
 function tryLoad() {
   const code = `const b = require('node-gyp-build')(${JSON.stringify(root)}); if (typeof b.init !== 'function') throw new Error('not the forksafe addon');`;
   const r = spawnSync(process.execPath, ['-e', code], { cwd: root, encoding: 'utf8' });

@@ -11,7 +11,7 @@
 //   2. scripts/run-tests.mjs (tap) runs the files below with libasan preloaded
 //      into every node process (LD_PRELOAD: node itself is not instrumented, so
 //      the ASan runtime must come first) and FORKSAFE_ADDON_PATH naming the
-//      sanitized addon (lib/binding.ts). Both are inherited by every child that
+//      sanitized addon (lib/core/binding.ts). Both are inherited by every child that
 //      keeps the environment: Process children, the forkserver and its workers,
 //      fork() children. A child started with a fresh environment (`env -i`, or
 //      Process({ env })) loses both together and runs the normal addon.

@@ -42,7 +42,7 @@ if (!fs.existsSync(path.join(root, 'dist', 'index.js'))) {
   process.exit(1);
 }
 const { getContext, OwnerDiedError, BrokenBarrierError, forkserverPid } = require('../dist/index.js');
-const { binding } = require('../dist/binding.js');
+const { binding } = require('../dist/core/binding.js');
 const TARGETS = path.join(here, 'stress-targets.mjs');
 const T = await import('./stress-targets.mjs');
 

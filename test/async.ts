@@ -20,11 +20,11 @@ import { sleep, until, within } from './lib/children';
 import type { ExitInfo } from '../dist/index.js';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const asyncInternals = require('../dist/async.js') as { stats(): { threads: number; pending: number; threadPending: number } };
+const asyncInternals = require('../dist/core/async.js') as { stats(): { threads: number; pending: number; threadPending: number } };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { binding } = require('../dist/binding.js') as { binding: { _testForkWaiters(): number } };
+const { binding } = require('../dist/core/binding.js') as { binding: { _testForkWaiters(): number } };
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { THREAD_INDEX } = require('../dist/runtime.js') as { THREAD_INDEX: number };
+const { THREAD_INDEX } = require('../dist/core/runtime.js') as { THREAD_INDEX: number };
 
 const ROOT = path.join(__dirname, '..');
 const FIXTURES = path.join(ROOT, 'build', 'fixtures');
@@ -908,7 +908,7 @@ t.test('Barrier.waitAsync across 3 processes; timeout and abort break it', async
     t.equal((await finish(kid)).code, 0, 'child exited 0');
     const rep = kid.reports()[0] ?? {};
     t.same(rep, { index: 0 }, rep.error
-      ? `LIBRARY BUG: the first async wait of a thread, if it is Barrier.waitAsync, rejects with ${JSON.stringify(rep.error)} (binding.asyncBarrier runs before lib/async.ts init()), after its arrival was counted`
+      ? `LIBRARY BUG: the first async wait of a thread, if it is Barrier.waitAsync, rejects with ${JSON.stringify(rep.error)} (binding.asyncBarrier runs before lib/core/async.ts init()), after its arrival was counted`
       : 'the child got index 0', { rep });
     t.equal(mine, 1, 'this process got index 1');
   });

@@ -32,7 +32,7 @@ interface DwStats {
   sliceMs: number;
 }
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { binding } = require('../dist/binding.js') as {
+const { binding } = require('../dist/core/binding.js') as {
   binding: { _deathwatch(o?: { enabled?: boolean; sliceMs?: number; lingerMs?: number }): DwStats };
 };
 const dw = binding._deathwatch;

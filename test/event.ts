@@ -12,7 +12,7 @@ const FIXTURE = path.join(__dirname, '..', 'build', 'fixtures', 'sync-event.js')
 // 2 s of CPU per child); the fixtures are precompiled JS and need none of them.
 process.execArgv = process.execArgv.filter((a) => !a.includes('@tapjs/'));
 
-const EVENT_WAITERS_I = 5; // lib/layout.ts: sleepers count, Int32 index in the slot
+const EVENT_WAITERS_I = 5; // lib/core/layout.ts: sleepers count, Int32 index in the slot
 
 const start = starter(FIXTURE);
 

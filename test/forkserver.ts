@@ -411,7 +411,7 @@ t.test('500 starts: no fd, mapping, zombie or segment left', async (t) => {
   await sleep(50);
   const server = forkserverPid() as number;
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { stats } = require('../dist/runtime.js') as { stats(): { mapped: number } };
+  const { stats } = require('../dist/core/runtime.js') as { stats(): { mapped: number } };
   // Objects of earlier tests may still be collected (finalizers unmap their arenas):
   // settle first, and count growth only.
   const settle = async (): Promise<void> => {

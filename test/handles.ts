@@ -536,7 +536,7 @@ const NOT_FUZZED = ['fork', 'exitNow', 'releaseThreadRefs', 'execReplace', 'term
 
 t.test('forged calls on the internal binding never crash the process', async (t) => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const { binding } = require('../dist/binding.js') as { binding: Record<string, unknown> };
+  const { binding } = require('../dist/core/binding.js') as { binding: Record<string, unknown> };
   const missing = Object.keys(binding).filter(
     (k) => typeof binding[k] === 'function' && !BINDING_FNS.includes(k) && !NOT_FUZZED.includes(k));
   t.same(missing, [], 'every binding function is fuzzed');

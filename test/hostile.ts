@@ -14,7 +14,7 @@ import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Sema
 import { sleep, until, within } from './lib/children';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const asyncInternals = require('../dist/async.js') as { stats(): { threads: number; pending: number; threadPending: number } };
+const asyncInternals = require('../dist/core/async.js') as { stats(): { threads: number; pending: number; threadPending: number } };
 
 const ROOT = path.join(__dirname, '..');
 const DIST = path.join(ROOT, 'dist', 'index.js');

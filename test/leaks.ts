@@ -12,7 +12,7 @@ import {
 import { Barrier, BoundedSemaphore, Condition, Event, Lock, Process, RLock, Semaphore, SharedMemory } from './lib/spawn';
 import { procState, settled } from './lib/children';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const runtime = require('../dist/runtime.js') as { stats(): Record<string, number> };
+const runtime = require('../dist/core/runtime.js') as { stats(): Record<string, number> };
 
 const ROOT = path.join(__dirname, '..');
 const TARGETS = path.join(ROOT, 'build', 'fixtures', 'misc-targets.js');

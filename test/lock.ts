@@ -16,7 +16,7 @@ import type { ExitInfo } from '../dist/index.js';
 
 // White-box: the forksafe JS-thread index of this (main) thread, i.e. owner().tid.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const { THREAD_INDEX } = require('../dist/runtime.js') as { THREAD_INDEX: number };
+const { THREAD_INDEX } = require('../dist/core/runtime.js') as { THREAD_INDEX: number };
 
 const FIXTURES = path.join(__dirname, '..', 'build', 'fixtures');
 const CHILD = path.join(FIXTURES, 'lock-child.js');

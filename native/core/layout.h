@@ -1,7 +1,7 @@
 // Shared-memory layouts. Everything here lives in MAP_SHARED memory that
 // several processes map at different addresses: no pointers, only offsets,
 // fixed-width fields, and every field's offset pinned by static_assert
-// (lib/layout.ts mirrors the offsets the JS fast paths use).
+// (lib/core/layout.ts mirrors the offsets the JS fast paths use).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -130,7 +130,7 @@ struct LockSlot {
 };
 static_assert(sizeof(LockSlot) == 64, "");
 static_assert(offsetof(LockSlot, word) == 16 && offsetof(LockSlot, state) == 20 &&
-                  offsetof(LockSlot, count) == 24, "lib/layout.ts depends on these");
+                  offsetof(LockSlot, count) == 24, "lib/core/layout.ts depends on these");
 
 // ---- Semaphore ------------------------------------------------------------
 struct UndoEntry {

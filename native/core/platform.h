@@ -9,7 +9,7 @@
 namespace forksafe {
 
 // The longest timeout the kernel can express: KTIME_MAX (2^63 - 1 ns) in ms,
-// about 292 years. A timeout at or beyond it means "forever" (lib/validate.ts
+// about 292 years. A timeout at or beyond it means "forever" (lib/core/validate.ts
 // maps such timeouts to -1 before they reach native code).
 constexpr double kForeverMs = 9223372036854.775807;
 // The one ms -> timespec conversion (relative timeouts and CLOCK_MONOTONIC
