@@ -16,6 +16,8 @@ import { Condition } from './sync/condition';
 import { Barrier } from './sync/barrier';
 import { SharedMemory } from './sync/shared-memory';
 import { Process, ForkProcess } from './process/process';
+import { Queue, SimpleQueue, JoinableQueue } from './ipc/queue';
+import { Connection, makePipe } from './ipc/pipe';
 
 export { defaultMethod, getStartMethods };
 
@@ -30,6 +32,11 @@ export interface Context {
   readonly Barrier: typeof Barrier;
   readonly SharedMemory: typeof SharedMemory;
   readonly Process: typeof Process | typeof ForkProcess;
+  readonly Queue: typeof Queue;
+  readonly SimpleQueue: typeof SimpleQueue;
+  readonly JoinableQueue: typeof JoinableQueue;
+  /** A pipe of this context: [a, b]; duplex false: a only receives, b only sends. */
+  readonly Pipe: (duplex?: boolean) => [Connection, Connection];
 }
 
 const contexts = new Map<StartMethod, Context>();
@@ -50,6 +57,10 @@ export function getContext(method?: StartMethod): Context {
     SharedMemory: contextClass(SharedMemory, m),
     // 'spawn' and 'forkserver': one class, the start differs; 'fork': its own.
     Process: m === 'fork' ? ForkProcess : contextClass(Process, m),
+    Queue: contextClass(Queue, m),
+    SimpleQueue: contextClass(SimpleQueue, m),
+    JoinableQueue: contextClass(JoinableQueue, m),
+    Pipe: (duplex?: boolean) => makePipe(m, duplex === undefined ? true : duplex),
   });
   contexts.set(m, ctx);
   return ctx;
@@ -58,6 +69,18 @@ export function getContext(method?: StartMethod): Context {
 declare module './core/primitive' {
   interface Primitive {
     /** The context that made this primitive. */
+    readonly context: Context;
+  }
+}
+declare module './ipc/queue' {
+  interface Queue {
+    /** The context that made this queue. */
+    readonly context: Context;
+  }
+}
+declare module './ipc/pipe' {
+  interface Connection {
+    /** The context that made this pipe. */
     readonly context: Context;
   }
 }
@@ -71,6 +94,20 @@ Object.defineProperty(Primitive.prototype, 'context', {
   configurable: true,
   get(this: Primitive): Context {
     if (!Primitive._is(this)) throw invalidThis('a forksafe primitive');
+    return getContext(this._method);
+  },
+});
+Object.defineProperty(Queue.prototype, 'context', {
+  configurable: true,
+  get(this: Queue): Context {
+    if (!Queue._isQueue(this)) throw invalidThis('Queue');
+    return getContext(this._method);
+  },
+});
+Object.defineProperty(Connection.prototype, 'context', {
+  configurable: true,
+  get(this: Connection): Context {
+    if (!Connection._isConnection(this)) throw invalidThis('Connection');
     return getContext(this._method);
   },
 });

@@ -22,6 +22,8 @@ export { SharedMemory } from './sync/shared-memory';
 export type { SharedMemoryOptions } from './sync/shared-memory';
 export { Process } from './process/process';
 export type { ProcessOptions, ExitInfo, Target } from './process/process';
+export { Queue, SimpleQueue, JoinableQueue, Connection, Pipe } from './ipc';
+export type { QueueOptions } from './ipc';
 export { attach } from './core/attach';
 export { setForkserverPreload, startForkserver, stopForkserver, forkserverPid } from './process/forkserver';
 export { fork, exit, atfork, forkSafety, forkFlags, ForkedChild, ForkChildUnwind } from './fork';
@@ -30,6 +32,7 @@ export type { BaseHandle as Handle } from './core/runtime';
 export {
   ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError, NotRecoverableError,
   ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError,
+  QueueEmptyError, QueueFullError, QueueShutDownError, PeerClosedError, CorruptError,
 } from './core/errors';
 
 // Instantiate the default context eagerly so its classes are the top-level ones.

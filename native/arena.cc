@@ -342,6 +342,38 @@ Napi::Value PidAlive(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), process_alive(ArgU32(info, 0), 0) == 1);
 }
 
+// ownerAlive(token, startLo): whether the JS thread behind a token (layout.h
+// format) is alive: one of ours by the thread table, another process's by its
+// pid and the low 32 bits of its start time (0: not recorded, existence only).
+// For owner words kept outside arenas (lib/ipc's rings), which have no
+// participant table.
+Napi::Value OwnerAlive(const Napi::CallbackInfo& info) {
+  uint32_t token = ArgU32(info, 0);
+  uint32_t start_lo = ArgU32(info, 1);
+  uint32_t pid = token_pid(token);
+  bool alive;
+  if (pid == 0) {
+    alive = false;
+  } else if (pid == self_pid()) {
+    alive = thread_alive(token_thread(token));
+  } else {
+    uint64_t start = 0;
+    char state = '?';
+    int r = proc_stat(pid, &start, &state);
+    if (r == -ESRCH) alive = false;
+    else if (r < 0) alive = pid_exists(pid) == 1;
+    else if (state == 'Z' || state == 'X' || state == 'x') alive = false;
+    else alive = start_lo == 0 || static_cast<uint32_t>(start) == start_lo;
+  }
+  return Napi::Boolean::New(info.Env(), alive);
+}
+
+// selfStart(): the low 32 bits of this process's start time (0 never: 1 then).
+Napi::Value SelfStart(const Napi::CallbackInfo& info) {
+  uint32_t lo = static_cast<uint32_t>(self_start_time());
+  return Napi::Number::New(info.Env(), lo == 0 ? 1 : lo);
+}
+
 }  // namespace
 
 void RegisterArena(Napi::Env env, Napi::Object exports) {
@@ -359,6 +391,8 @@ void RegisterArena(Napi::Env env, Napi::Object exports) {
   exports.Set("stats", Napi::Function::New(env, Stats, "stats"));
   exports.Set("releaseThreadRefs", Napi::Function::New(env, ReleaseRefs, "releaseThreadRefs"));
   exports.Set("pidAlive", Napi::Function::New(env, PidAlive, "pidAlive"));
+  exports.Set("ownerAlive", Napi::Function::New(env, OwnerAlive, "ownerAlive"));
+  exports.Set("selfStart", Napi::Function::New(env, SelfStart, "selfStart"));
 }
 
 }  // namespace forksafe

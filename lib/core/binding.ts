@@ -37,6 +37,8 @@ export interface Binding {
   segInfo(seg: number): SegInfo | null;
   stats(): { mapped: number; arenas: number; shm: number; views: number };
   pidAlive(pid: number): boolean;
+  ownerAlive(token: number, startLo: number): boolean;
+  selfStart(): number;
   releaseThreadRefs(): void;
 
   lockAcquire(buf: ArrayBuffer, off: number, token: number, timeout: number, recursive: boolean): number;

@@ -79,6 +79,37 @@ export class TimeoutError extends ForksafeError {
   }
 }
 
+export class QueueEmptyError extends ForksafeError {
+  constructor(message = 'the queue is empty') {
+    super(message, 'ERR_FORKSAFE_QUEUE_EMPTY');
+  }
+}
+
+export class QueueFullError extends ForksafeError {
+  constructor(message = 'the queue is full') {
+    super(message, 'ERR_FORKSAFE_QUEUE_FULL');
+  }
+}
+
+export class QueueShutDownError extends ForksafeError {
+  constructor(message = 'the queue was shut down') {
+    super(message, 'ERR_FORKSAFE_QUEUE_SHUTDOWN');
+  }
+}
+
+export class PeerClosedError extends ForksafeError {
+  constructor(message = 'the other end of the pipe is closed: no live process or thread holds it') {
+    super(message, 'ERR_FORKSAFE_PEER_CLOSED');
+  }
+}
+
+/** Shared memory of a queue or pipe that does not follow its layout: another process wrote over it. */
+export class CorruptError extends ForksafeError {
+  constructor(detail: string) {
+    super(`the shared memory of a queue or pipe is corrupt (${detail}): a process wrote over it`, 'ERR_FORKSAFE_CORRUPT');
+  }
+}
+
 export function badHandle(detail: string): ForksafeError {
   return new ForksafeError(`invalid forksafe handle: ${detail}`, 'ERR_FORKSAFE_BAD_HANDLE');
 }
