@@ -562,3 +562,8 @@ if (fsRun.status !== 0) console.log(`bench/forkserver.mjs failed: ${fsRun.error?
 console.log();
 const deathRun = spawnSync(process.execPath, [path.join(here, 'death.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
 if (deathRun.status !== 0) console.log(`bench/death.mjs failed: ${deathRun.error?.message ?? `exit ${deathRun.status ?? deathRun.signal}`}`);
+
+// ---- message passing: bench/queue.mjs (writes bench/queue-results.json) ----
+console.log();
+const queueRun = spawnSync(process.execPath, [path.join(here, 'queue.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
+if (queueRun.status !== 0) console.log(`bench/queue.mjs failed: ${queueRun.error?.message ?? `exit ${queueRun.status ?? queueRun.signal}`}`);
