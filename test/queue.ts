@@ -430,7 +430,7 @@ t.test('hostile shared memory: garbage in a live ring gives CorruptError or work
       const r = Math.random();
       i32[at] = r < 0.3 ? 0 : r < 0.5 ? -1 : r < 0.7 ? Math.floor(Math.random() * 10) : (Math.random() * 2 ** 32) | 0;
     }
-    i32[20] = 0; // the index lock: a garbage owner that is alive would make every call wait (tested below)
+    i32[16] = 0; // the index lock (H.LOCK): a garbage owner that is alive would make every call wait (tested below)
     try {
       for (let i = 0; i < 8; i++) {
         try {
@@ -458,7 +458,7 @@ t.test('hostile shared memory: garbage in a live ring gives CorruptError or work
   const q = new Queue();
   t.teardown(() => q.close());
   const raw = attach<InstanceType<typeof SharedMemory>>({ ...q.handle(), type: 'SharedMemory' });
-  new Int32Array(raw.buffer)[20] = 0x3fffff; // pid 4194303: no such process
+  new Int32Array(raw.buffer)[16] = 0x3fffff; // pid 4194303: no such process
   raw.close();
   q.put('after a dead lock holder');
   t.equal(q.get({ timeout: 5000 }), 'after a dead lock holder', 'a dead holder\'s index lock is taken over');

@@ -21,7 +21,7 @@ onToken((t) => {
 });
 
 const REPAIR_MS = 20;
-const SPIN = 2000; // polls of the sequence word before sleeping (a peer that answers at once is seen without a syscall)
+const SPIN_MS = 0.05; // how long a receiver polls before it sleeps (a peer that answers at once is seen without a syscall)
 const Shm = (): typeof SharedMemory => contextClass(SharedMemory, 'spawn');
 
 export interface Got {
@@ -143,7 +143,7 @@ export class Channel {
       if (e.len <= SMALL) {
         writeEncoded(e, this.view, ring.payload(pos));
         ring.commit(pos);
-        if (this.joinable) ring.add(H.UNFINISHED, 1);
+        if (this.joinable) ring.inc(H.UNFINISHED, 1);
         pos = -1;
       }
     } finally {
@@ -155,7 +155,7 @@ export class Channel {
       this.lock(-1);
       try {
         ring.commit(pos);
-        if (this.joinable) ring.add(H.UNFINISHED, 1);
+        if (this.joinable) ring.inc(H.UNFINISHED, 1);
       } finally {
         ring.unlock();
       }
@@ -201,7 +201,7 @@ export class Channel {
     this.lock(-1);
     try {
       ring.commit(pos);
-      if (this.joinable) ring.add(H.UNFINISHED, 1);
+      if (this.joinable) ring.inc(H.UNFINISHED, 1);
     } finally {
       ring.unlock();
     }
@@ -290,7 +290,7 @@ export class Channel {
         this.lock(-1);
         try {
           // The message cannot be read (its spill is gone): it is dropped, not retried forever.
-          if (ring.free(pos, ME) && this.joinable) ring.add(H.UNFINISHED, -1);
+          if (ring.free(pos, ME) && this.joinable) ring.inc(H.UNFINISHED, -1);
         } finally {
           ring.unlock();
         }
@@ -310,6 +310,19 @@ export class Channel {
     else this.unacked.push({ pos, spill });
     const inner = tag & ~TAG.SPILL;
     return { value: decode(inner, bytes as Buffer), pos, spill };
+  }
+
+  /** Polls a sequence word for up to SPIN_MS: true if it moved (or the ring was shut down). */
+  spin(word: number, seq: number): boolean {
+    const ring = this.ring;
+    const end = now() + SPIN_MS;
+    for (;;) {
+      for (let i = 0; i < 64; i++) {
+        if (ring.w(word) !== seq) return true;
+      }
+      if (ring.w(H.SHUT) !== 0) return true;
+      if (now() >= end) return false;
+    }
   }
 
   copyOut(off: number, len: number, tag: number): Buffer {
@@ -347,14 +360,7 @@ export class Channel {
       hooks?.emptyCheck?.();
       if (timeout === 0) return undefined;
       // Spin a little: a producer that is running answers within microseconds.
-      let spun = false;
-      for (let i = 0; i < SPIN; i++) {
-        if (ring.w(H.PUTSEQ) !== seq || ring.w(H.SHUT) !== 0) {
-          spun = true;
-          break;
-        }
-      }
-      if (spun) continue;
+      if (this.spin(H.PUTSEQ, seq)) continue;
       let t = SLICE_MS;
       if (deadline >= 0) {
         const left = deadline - now();
@@ -389,7 +395,10 @@ export class Channel {
     let zero = false;
     this.lock(-1);
     try {
-      if (ring.free(item.pos, ME)) zero = ring.add(H.UNFINISHED, -1) === 1;
+      if (ring.free(item.pos, ME)) {
+        ring.inc(H.UNFINISHED, -1);
+        zero = ring.p(H.UNFINISHED) === 0;
+      }
     } finally {
       ring.unlock();
     }

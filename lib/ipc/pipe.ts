@@ -32,6 +32,7 @@ const TRANSIT = 8;
 const TRANSIT_BASE = 192;
 const TRANSIT_S = 30;
 const PIPE_CAPACITY = 1 << 18;
+const PEER_MS = 20;
 
 function holderWord(end: number, i: number): number {
   return HOLDER_BASE + (end * HOLDERS + i) * 2;
@@ -194,9 +195,18 @@ export class Connection<T = unknown> {
     return false;
   }
 
-  /** @internal */
-  _peerCheck(): void {
+  /** @internal */ _peerSeen = -Infinity;
+
+  /**
+   * @internal PeerClosedError when nobody holds the other end. A holder in
+   * another process costs a /proc read: a live answer is kept PEER_MS (a
+   * close() wakes us, and a death is seen within that).
+   */
+  _peerCheck(force = false): void {
+    const t = performance.now();
+    if (!force && t - this._peerSeen < PEER_MS) return;
     if (!this._held(1 - this._end)) throw new PeerClosedError();
+    this._peerSeen = t;
   }
 
   /** @internal */

@@ -30,27 +30,31 @@ import { binding } from '../core/binding';
 import { CorruptError } from '../core/errors';
 
 export const MAGIC = 0x46535131; // 'FSQ1'
-export const HEADER_BYTES = 256;
+export const HEADER_BYTES = 512;
 export const REC = 32; // record header bytes, and the alignment of records
 export const SMALL = 1024; // payloads up to this size are copied under the index lock
 export const SLICE_MS = 50;
 
-// Header words (Int32 index from the ring's base).
+// Header words (Int32 index from the ring's base). Every word a put() or a
+// get() changes is in one 64-byte cache line (words 16-31): whatever the two
+// CPUs of a producer and a consumer do, a message moves that line and the
+// record's, nothing more. Constants and the sleeper counts (read on every
+// operation, changed only around a sleep) have lines of their own.
 export const H = {
-  MAGIC: 0, CAP: 1, FLAGS: 2,
-  TAIL: 4, HEAD: 5, RHEAD: 6,
-  COUNT: 8, // COMMITTED records: qsize()
-  RESV: 9, // RESERVED records
-  TAKEN: 10, // TAKEN records
-  UNFINISHED: 11, // JoinableQueue: put and not yet taskDone()
-  PUTSEQ: 12, // bumped when a record is committed or comes back, or at shutdown: consumers wait on it
-  GETSEQ: 13, // bumped when space frees, at shutdown: producers wait on it
-  JOINSEQ: 14, // bumped when UNFINISHED reaches 0
-  CWAIT: 15, PWAIT: 16, JWAIT: 17, LWAIT: 18, // sleepers on PUTSEQ, GETSEQ, JOINSEQ, the lock
-  LOCK: 20, LOCK_START: 21,
-  SHUT: 22, // 0 open, 1 shut down (drain), 2 shut down immediately
-  MAXSIZE: 23,
-  GEN: 24,
+  // written once by the creator (SHUT at shutdown)
+  MAGIC: 0, CAP: 1, FLAGS: 2, MAXSIZE: 3, SHUT: 4, // SHUT: 0 open, 1 shut down (drain), 2 shut down immediately
+  GEN: 5,
+  // the index lock and what it guards
+  LOCK: 16, LOCK_START: 17,
+  TAIL: 18, RESV: 19, HEAD: 20, RHEAD: 21, TAKEN: 22,
+  COUNT: 23, // COMMITTED records: qsize()
+  UNFINISHED: 24, // a JoinableQueue's items put and not yet taskDone()
+  // sequence words, changed outside the lock: waiters sleep on them
+  PUTSEQ: 25, // bumped after a commit, when a record comes back, at shutdown: consumers wait on it
+  GETSEQ: 26, // bumped when space frees, at shutdown: producers wait on it
+  JOINSEQ: 27, // bumped when UNFINISHED reaches 0
+  // sleepers
+  CWAIT: 32, PWAIT: 33, JWAIT: 34, LWAIT: 35,
 } as const;
 
 // Record header words.
@@ -120,21 +124,32 @@ export class Ring {
     this.maxsize = maxsize > 0 ? maxsize : 0;
   }
 
+  /** A header word, read atomically (outside the lock). */
   w(i: number): number {
     return Atomics.load(this.i32, this.base + i);
   }
 
-  set(i: number, v: number): void {
-    Atomics.store(this.i32, this.base + i, v);
+  /** A header word under the lock: plain accesses (the lock's atomics order them). */
+  p(i: number): number {
+    return this.i32[this.base + i];
   }
 
+  set(i: number, v: number): void {
+    this.i32[this.base + i] = v;
+  }
+
+  inc(i: number, v: number): void {
+    this.i32[this.base + i] += v;
+  }
+
+  /** Atomic add: for words changed outside the lock (sequence words, sleeper counts). */
   add(i: number, v: number): number {
     return Atomics.add(this.i32, this.base + i, v);
   }
 
   /** Word index of a record's header word `k`. */
   rw(pos: number, k: number): number {
-    return (this.data + (pos & this.mask)) / 4 + k;
+    return ((this.data + (pos & this.mask)) >> 2) + k;
   }
 
   // ---- the index lock ---------------------------------------------------------------
@@ -147,7 +162,7 @@ export class Ring {
     for (let spin = 0; ; spin++) {
       const cur = Atomics.compareExchange(i32, L, 0, me.token);
       if (cur === 0) {
-        Atomics.store(i32, LS, me.start);
+        i32[LS] = me.start;
         return false;
       }
       if (cur === me.token) throw new CorruptError('index lock held by this thread'); // never re-entered
@@ -176,19 +191,19 @@ export class Ring {
 
   unlock(): void {
     const i32 = this.i32;
-    Atomics.store(i32, this.base + H.LOCK_START, 0);
+    i32[this.base + H.LOCK_START] = 0;
     Atomics.store(i32, this.base + H.LOCK, 0);
     if (Atomics.load(i32, this.base + H.LWAIT) > 0) wake(this.buf, this.base + H.LOCK, 1);
   }
 
   // ---- checks -------------------------------------------------------------------------
   used(): number {
-    return (this.w(H.TAIL) - this.w(H.HEAD)) >>> 0;
+    return (this.p(H.TAIL) - this.p(H.HEAD)) >>> 0;
   }
 
   /** head, tail and the take pointer, checked. */
   span(): { head: number; tail: number; rhead: number } {
-    const head = this.w(H.HEAD) >>> 0, tail = this.w(H.TAIL) >>> 0, rhead = this.w(H.RHEAD) >>> 0;
+    const head = this.p(H.HEAD) >>> 0, tail = this.p(H.TAIL) >>> 0, rhead = this.p(H.RHEAD) >>> 0;
     const used = (tail - head) >>> 0;
     if (used > this.cap || head % REC !== 0 || tail % REC !== 0) throw new CorruptError('head/tail');
     if (((rhead - head) >>> 0) > used || rhead % REC !== 0) throw new CorruptError('take pointer');
@@ -198,10 +213,10 @@ export class Ring {
   /** The record at pos (inside [head, tail)), checked: its size in bytes. */
   recSize(pos: number, tail: number): number {
     const i32 = this.i32;
-    if (Atomics.load(i32, this.rw(pos, R_STAMP)) !== (pos | 0)) throw new CorruptError(`record at ${pos >>> 0}: stamp`);
-    const st = Atomics.load(i32, this.rw(pos, R_STATE));
+    if (i32[this.rw(pos, R_STAMP)] !== (pos | 0)) throw new CorruptError(`record at ${pos >>> 0}: stamp`);
+    const st = i32[this.rw(pos, R_STATE)];
     if (st < ST.RESERVED || st > ST.PAD) throw new CorruptError(`record at ${pos >>> 0}: state ${st}`);
-    const len = Atomics.load(i32, this.rw(pos, R_LEN));
+    const len = i32[this.rw(pos, R_LEN)];
     const size = st === ST.PAD ? len : align(REC + len);
     const off = pos & this.mask;
     if (len < 0 || size <= 0 || size % REC !== 0 || off + size > this.cap || size > ((tail - pos) >>> 0)) {
@@ -211,7 +226,7 @@ export class Ring {
   }
 
   state(pos: number): number {
-    return Atomics.load(this.i32, this.rw(pos, R_STATE));
+    return this.i32[this.rw(pos, R_STATE)];
   }
 
   // ---- producing ------------------------------------------------------------------
@@ -226,27 +241,27 @@ export class Ring {
     const off = tail & this.mask;
     const pad = off + size > this.cap ? this.cap - off : 0;
     if (used + pad + size > this.cap) return -1;
-    if (this.maxsize > 0 && this.w(H.COUNT) + this.w(H.RESV) >= this.maxsize) return -1;
+    if (this.maxsize > 0 && this.p(H.COUNT) + this.p(H.RESV) >= this.maxsize) return -1;
     const i32 = this.i32;
     let pos = tail;
     if (pad > 0) {
-      Atomics.store(i32, this.rw(pos, R_STAMP), pos | 0);
-      Atomics.store(i32, this.rw(pos, R_LEN), pad);
-      Atomics.store(i32, this.rw(pos, R_STATE), ST.PAD);
+      i32[this.rw(pos, R_STAMP)] = pos | 0;
+      i32[this.rw(pos, R_LEN)] = pad;
+      i32[this.rw(pos, R_STATE)] = ST.PAD;
       pos = (pos + pad) >>> 0;
     }
-    Atomics.store(i32, this.rw(pos, R_STAMP), pos | 0);
-    Atomics.store(i32, this.rw(pos, R_LEN), len);
-    Atomics.store(i32, this.rw(pos, R_TAG), tag);
-    Atomics.store(i32, this.rw(pos, R_PTOK), me.token);
-    Atomics.store(i32, this.rw(pos, R_PSTART), me.start);
-    Atomics.store(i32, this.rw(pos, R_CTOK), 0);
-    Atomics.store(i32, this.rw(pos, R_STATE), state);
+    i32[this.rw(pos, R_STAMP)] = pos | 0;
+    i32[this.rw(pos, R_LEN)] = len;
+    i32[this.rw(pos, R_TAG)] = tag;
+    i32[this.rw(pos, R_PTOK)] = me.token;
+    i32[this.rw(pos, R_PSTART)] = me.start;
+    i32[this.rw(pos, R_CTOK)] = 0;
+    i32[this.rw(pos, R_STATE)] = state;
     // Published: everything above is in place before tail moves over it.
     this.set(H.TAIL, (pos + size) | 0);
-    if (state === ST.RESERVED) this.add(H.RESV, 1);
-    else if (state === ST.COMMITTED) this.add(H.COUNT, 1);
-    if (pad > 0 && ((this.w(H.RHEAD) >>> 0) === (tail >>> 0))) this.set(H.RHEAD, pos | 0);
+    if (state === ST.RESERVED) this.inc(H.RESV, 1);
+    else if (state === ST.COMMITTED) this.inc(H.COUNT, 1);
+    if (pad > 0 && ((this.p(H.RHEAD) >>> 0) === (tail >>> 0))) this.set(H.RHEAD, pos | 0);
     return pos;
   }
 
@@ -258,9 +273,9 @@ export class Ring {
   /** Under the lock: a RESERVED record of ours becomes COMMITTED. */
   commit(pos: number): void {
     if (this.state(pos) !== ST.RESERVED) return; // abandoned meanwhile (we were taken for dead): it never arrives
-    Atomics.store(this.i32, this.rw(pos, R_STATE), ST.COMMITTED);
-    this.add(H.RESV, -1);
-    this.add(H.COUNT, 1);
+    this.i32[this.rw(pos, R_STATE)] = ST.COMMITTED;
+    this.inc(H.RESV, -1);
+    this.inc(H.COUNT, 1);
   }
 
   /** After a commit (lock released): wake a consumer. */
@@ -298,36 +313,36 @@ export class Ring {
   }
 
   tagOf(pos: number): number {
-    return Atomics.load(this.i32, this.rw(pos, R_TAG));
+    return this.i32[this.rw(pos, R_TAG)];
   }
 
   lenOf(pos: number): number {
-    return Atomics.load(this.i32, this.rw(pos, R_LEN));
+    return this.i32[this.rw(pos, R_LEN)];
   }
 
   /** Under the lock: COMMITTED -> TAKEN by `me`. */
   take(pos: number, me: Owner): void {
     const i32 = this.i32;
-    Atomics.store(i32, this.rw(pos, R_CTOK), me.token);
-    Atomics.store(i32, this.rw(pos, R_CSTART), me.start);
-    Atomics.store(i32, this.rw(pos, R_STATE), ST.TAKEN);
-    this.add(H.COUNT, -1);
-    this.add(H.TAKEN, 1);
+    i32[this.rw(pos, R_CTOK)] = me.token;
+    i32[this.rw(pos, R_CSTART)] = me.start;
+    i32[this.rw(pos, R_STATE)] = ST.TAKEN;
+    this.inc(H.COUNT, -1);
+    this.inc(H.TAKEN, 1);
   }
 
   /** Under the lock: a COMMITTED (small, copied under the lock) record is done. */
   consumeCommitted(pos: number): void {
-    Atomics.store(this.i32, this.rw(pos, R_STATE), ST.DONE);
-    this.add(H.COUNT, -1);
+    this.i32[this.rw(pos, R_STATE)] = ST.DONE;
+    this.inc(H.COUNT, -1);
     this.advance();
   }
 
   /** Under the lock: a TAKEN record is done. False if it was not ours (taken back: we were thought dead). */
   free(pos: number, me: Owner): boolean {
     const i32 = this.i32;
-    if (this.state(pos) !== ST.TAKEN || Atomics.load(i32, this.rw(pos, R_CTOK)) !== me.token) return false;
-    Atomics.store(i32, this.rw(pos, R_STATE), ST.DONE);
-    this.add(H.TAKEN, -1);
+    if (this.state(pos) !== ST.TAKEN || i32[this.rw(pos, R_CTOK)] !== me.token) return false;
+    i32[this.rw(pos, R_STATE)] = ST.DONE;
+    this.inc(H.TAKEN, -1);
     this.advance();
     return true;
   }
@@ -367,8 +382,8 @@ export class Ring {
       const size = this.recSize(pos, tail);
       let st = this.state(pos);
       if (st === ST.RESERVED) {
-        const tok = Atomics.load(i32, this.rw(pos, R_PTOK));
-        if (!binding.ownerAlive(tok, Atomics.load(i32, this.rw(pos, R_PSTART)) >>> 0)) {
+        const tok = i32[this.rw(pos, R_PTOK)];
+        if (!binding.ownerAlive(tok, i32[this.rw(pos, R_PSTART)] >>> 0)) {
           if (onAbandon) {
             try {
               onAbandon(pos);
@@ -376,15 +391,15 @@ export class Ring {
               // a spill already gone: nothing to clean
             }
           }
-          Atomics.store(i32, this.rw(pos, R_STATE), ST.ABANDONED);
+          i32[this.rw(pos, R_STATE)] = ST.ABANDONED;
           st = ST.ABANDONED;
           abandoned++;
         }
       } else if (st === ST.TAKEN) {
-        const tok = Atomics.load(i32, this.rw(pos, R_CTOK));
-        if (!binding.ownerAlive(tok, Atomics.load(i32, this.rw(pos, R_CSTART)) >>> 0)) {
-          Atomics.store(i32, this.rw(pos, R_CTOK), 0);
-          Atomics.store(i32, this.rw(pos, R_STATE), ST.COMMITTED);
+        const tok = i32[this.rw(pos, R_CTOK)];
+        if (!binding.ownerAlive(tok, i32[this.rw(pos, R_CSTART)] >>> 0)) {
+          i32[this.rw(pos, R_CTOK)] = 0;
+          i32[this.rw(pos, R_STATE)] = ST.COMMITTED;
           st = ST.COMMITTED;
           returned++;
         }
@@ -402,7 +417,7 @@ export class Ring {
       this.set(H.COUNT, count);
       this.set(H.RESV, resv);
       this.set(H.TAKEN, taken);
-      if ((this.w(H.FLAGS) & FLAG_JOINABLE) !== 0 && this.w(H.SHUT) !== 2) this.set(H.UNFINISHED, count + taken);
+      if ((this.p(H.FLAGS) & FLAG_JOINABLE) !== 0 && this.p(H.SHUT) !== 2) this.set(H.UNFINISHED, count + taken);
       if (returned || recount) this.set(H.RHEAD, (first < 0 ? tail : first) | 0);
     }
     this.advance();
@@ -418,7 +433,7 @@ export class Ring {
     while (pos !== tail) {
       if (++n > limit) throw new CorruptError('record chain');
       const size = this.recSize(pos, tail);
-      if (this.state(pos) === ST.TAKEN && Atomics.load(this.i32, this.rw(pos, R_CTOK)) === me.token) out.push(pos);
+      if (this.state(pos) === ST.TAKEN && this.i32[this.rw(pos, R_CTOK)] === me.token) out.push(pos);
       pos = (pos + size) >>> 0;
     }
     return out;
