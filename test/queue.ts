@@ -478,3 +478,25 @@ t.test('no fd, mapping or /dev/shm entry leaks after 10,000 queues', async (t) =
   t.equal(binding.stats().mapped, maps, 'mappings back to where they were');
   t.equal(spills().length, sp, 'no /dev/shm entry');
 });
+
+t.test('fork(): a child inherits getContext(\'fork\') queues and pipes; one SIGKILLed mid-put leaves them whole', async (t) => {
+  // Started through `env -i` with forkFlags(), as docs/fork.md tells users to run (tap's loader hooks would refuse fork()).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { forkFlags } = require('../dist/index.js') as typeof import('../dist/index.js');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const cp = require('node:child_process') as typeof import('node:child_process');
+  const r = cp.spawnSync('env', ['-i', `PATH=${process.env.PATH ?? ''}`, process.execPath, ...forkFlags(),
+    path.join(ROOT, 'build', 'fixtures', 'queue-fork.js')], { encoding: 'utf8', timeout: 60_000 });
+  const line = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+  let o: Record<string, unknown> = {};
+  try {
+    o = JSON.parse(line);
+  } catch {
+    t.fail(`no JSON from the fixture: ${r.stdout} ${r.stderr}`);
+    return;
+  }
+  t.same(o, {
+    inOrder: 200, big: true, pipe: 'from the child', jq: 'jq:work', joined: true,
+    c1: { code: 0, signal: null }, c2: { code: null, signal: 'SIGKILL' }, torn: 0, after: 'still works',
+  }, 'the child used them; the killed one left nothing torn');
+});
