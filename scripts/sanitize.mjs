@@ -58,6 +58,7 @@ const FILES = [
   'test/forkserver.ts',
   'test/process.ts',
   'test/fuzz-shared.ts',
+  'test/pipe.ts', // native ownerAlive() and word waits from lib/ipc
 ];
 
 const args = process.argv.slice(2);

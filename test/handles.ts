@@ -524,7 +524,7 @@ const BINDING_FNS = [
   'pidfdOpen', 'pidfdWait', 'payloadFd', 'asyncInit', 'asyncLock', 'asyncSem', 'asyncEvent', 'asyncWord', 'asyncCond',
   'asyncBarrier', 'asyncCancel', 'asyncNotifyLocal', 'asyncStats', '_testForkWaiters', '_deathwatch', 'closeFd',
   'token', 'pid', 'activeRequests', 'reapPidfd', 'pidfdKill', 'seed', 'setPdeathsig', 'ownChild', 'disownChild',
-  'threads',
+  'threads', 'ownerAlive', 'selfStart',
 ];
 // Not fuzzed, on purpose: each ends or forks the calling process, or gives up its
 // references, by design (they take no argument that could be bad); test/fork.ts

@@ -21,6 +21,7 @@ export interface QueueOptions {
 }
 
 const DEFAULT_CAPACITY = 1 << 20;
+const PUT_WHERE = 'a message put into a queue';
 const MAX_CAPACITY = 1 << 30;
 
 interface PendingGet {
@@ -157,7 +158,7 @@ export class Queue<T = unknown> {
     if (!Queue._isQueue(this)) throw invalidThis('Queue');
     const timeout = syncTimeout(opts);
     const ch = this._c('put()');
-    const e = ch.encode(item, `${this.constructor.name}.put()`);
+    const e = ch.encode(item, PUT_WHERE);
     if (!ch.put(e, timeout, this._hooks())) throw new QueueFullError();
   }
 
@@ -185,7 +186,7 @@ export class Queue<T = unknown> {
       const { timeout, signal } = asyncOpts(opts);
       const ch = this._c('putAsync()');
       if (signalAborted(signal)) return Promise.reject(signalReason(signal as AbortSignal));
-      const e = ch.encode(item, `${this.constructor.name}.putAsync()`);
+      const e = ch.encode(item, PUT_WHERE);
       if (this._puts.length === 0) {
         this._hooks()?.sendCheck?.();
         if (ch.tryPut(e, -1)) return Promise.resolve();
