@@ -24,6 +24,8 @@ export { Process } from './process/process';
 export type { ProcessOptions, ExitInfo, Target } from './process/process';
 export { Queue, SimpleQueue, JoinableQueue, Connection, Pipe } from './ipc';
 export type { QueueOptions } from './ipc';
+export { Pool } from './pool';
+export type { PoolOptions, RunOptions } from './pool';
 export { attach } from './core/attach';
 export { setForkserverPreload, startForkserver, stopForkserver, forkserverPid } from './process/forkserver';
 export { fork, exit, atfork, forkSafety, forkFlags, ForkedChild, ForkChildUnwind } from './fork';
@@ -33,6 +35,7 @@ export {
   ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError, NotRecoverableError,
   ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError,
   QueueEmptyError, QueueFullError, QueueShutDownError, PeerClosedError, CorruptError,
+  WorkerDiedError, PoolClosedError, PoolBrokenError,
 } from './core/errors';
 
 // Instantiate the default context eagerly so its classes are the top-level ones.

@@ -139,3 +139,20 @@ t.test('closed ends, handles, contexts, worker_threads', async (t) => {
   t.throws(() => e.recv({ timeout: 3000 }), PeerClosedError, 'the worker closed its end: PeerClosedError');
   t.throws(() => attach({ ...e.handle(), end: 5 }), { code: 'ERR_FORKSAFE_BAD_HANDLE' }, 'a handle with a bad end');
 });
+
+t.test('regressions: a thread leaves an end with its last object; pending recvAsync rejects ClosedError at close()', async (t) => {
+  const [a, b] = Pipe();
+  const b2 = attach<typeof b>(b.handle());
+  b.close();
+  t.throws(() => a.recv({ timeout: 100 }), QueueEmptyError, 'b2 still holds the end: a timeout, not PeerClosedError');
+  b2.send('via b2');
+  t.equal(a.recv(), 'via b2');
+  b2.close();
+  t.throws(() => a.recv({ timeout: 2000 }), PeerClosedError, 'the last object closed: PeerClosedError');
+  a.close();
+  const [c, d] = Pipe();
+  const p = c.recvAsync();
+  c.close();
+  await t.rejects(p, ClosedError, 'recvAsync pending at close(): ClosedError');
+  d.close();
+});

@@ -1,246 +1,253 @@
-// The process pool example (examples/pool/): results in order, a worker
-// SIGKILLed mid-task (the task fails naming the signal, or is retried; a
-// replacement serves), task exceptions, close()/terminate() leave no worker
-// process, and the forkserver keeps working. Every wait is bounded.
+// The package's Pool (lib/pool/): API.md "Pool" with real processes and real
+// signals. Task module: test/fixtures/pool-pkg-tasks.ts.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { forkserverPid } from '../dist/index.js';
-import { Pool, PoolClosedError, WorkerDiedError, WorkerStartError } from '../examples/pool/pool.js';
-import type { PoolOptions } from '../examples/pool/pool.js';
-import type { Task } from './fixtures/pool-tasks';
-import { within } from './lib/children';
+import {
+  Pool, PoolClosedError, PoolBrokenError, QueueFullError, TimeoutError, WorkerDiedError, getContext,
+} from '../dist/index.js';
+import { within, sleep, procState } from './lib/children';
 
-const TASKS = path.join(__dirname, '..', 'build', 'fixtures', 'pool-tasks.js');
+const TASKS = path.join(__dirname, '..', 'build', 'fixtures', 'pool-pkg-tasks.js');
+process.execArgv = process.execArgv.filter((a) => !a.includes('@tapjs/'));
 
+const gone = (pid: number): boolean => {
+  const s = procState(pid);
+  return s === null; // no process, and no zombie either
+};
 
-/** The process exists and is not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
+async function closed(t: Tap.Test, pool: Pool, pids: number[]): Promise<void> {
+  await within(pool.close(), 20_000, 'close()');
+  let ok = true;
+  for (let i = 0; i < 100 && !pids.every(gone); i++) await sleep(20);
+  for (const p of pids) if (!gone(p)) ok = false;
+  t.ok(ok, `no worker left after close(), no zombie (${pids.join(', ')})`);
 }
 
-/** /proc/<pid> still exists (alive or zombie). */
-const exists = (pid: number): boolean => fs.existsSync(`/proc/${pid}`);
-
-/** A pool of the test's task module; the test's teardown terminates it (bounded). */
-function pool(t: tap.Test, opts: Partial<PoolOptions> = {}): Pool {
-  const p = new Pool({ module: TASKS, export: 'run', workers: 2, ...opts });
-  t.teardown(() => within(p.terminate(), 5000, 'terminate() in teardown'));
-  return p;
+type Tap = typeof t;
+declare namespace Tap {
+  type Test = typeof t;
 }
 
-const run = <R = unknown>(p: Pool, task: Task): Promise<R> => p.run<R>(task);
-
-t.test('map: results in task order', async (t) => {
-  const p = pool(t);
-  await within(p.ready(), 10_000, 'ready()');
-  t.equal(p.pids.length, 2, 'two workers');
-  // Uneven durations: later tasks often finish first.
-  const tasks: Task[] = Array.from({ length: 12 }, (_, i) => ({ op: 'square', x: i, ms: (11 - i) * 5 }));
-  const results = await within(p.map<number>(tasks), 10_000, 'map()');
-  t.same(results, tasks.map((_, i) => i * i));
-  t.equal(await within(run(p, { op: 'square', x: 7 }), 5000, 'run()'), 49);
-  // Two tasks given to two idle workers run on both.
-  const pids = await within(p.map<number>([{ op: 'pid', ms: 100 }, { op: 'pid', ms: 100 }]), 5000, 'map(pid)');
-  t.same(new Set(pids), new Set(p.pids), 'both workers served');
-  await within(p.close(), 5000, 'close()');
-});
-
-t.test('a task that SIGKILLs its worker fails with WorkerDiedError; the rest complete; a replacement serves', async (t) => {
-  const p = pool(t);
-  await within(p.ready(), 10_000, 'ready()');
-  const before = p.pids;
-  const exits: Array<{ pid: number; signal: string | null }> = [];
-  p.on('exit', (e) => exits.push(e));
-  const tasks: Task[] = [
-    { op: 'square', x: 1, ms: 50 }, { op: 'kill' }, { op: 'square', x: 3, ms: 50 },
-    { op: 'square', x: 4 }, { op: 'square', x: 5, ms: 20 }, { op: 'square', x: 6 },
-  ];
-  const t0 = Date.now();
-  const promises = tasks.map((task) => run(p, task));
-  const killedAfter = promises[1].then(() => -1, () => Date.now() - t0);
-  const settled = await within(Promise.allSettled(promises), 10_000, 'the six tasks');
-  const ms = await killedAfter;
-  const killed = settled[1];
-  t.equal(killed.status, 'rejected', 'the killed task rejects');
-  if (killed.status === 'rejected') {
-    const e = killed.reason as WorkerDiedError;
-    t.ok(e instanceof WorkerDiedError, `a WorkerDiedError (got ${e?.name}: ${e?.message})`);
-    t.match(e.message, /^worker pid \d+ was killed by SIGKILL while running task #1$/);
-    t.equal(e.code, 'ERR_POOL_WORKER_DIED');
-    t.equal(e.signal, 'SIGKILL');
-    t.equal(e.taskId, 1);
-    t.ok(before.includes(e.pid), 'it names one of the workers');
-    t.ok(ms >= 0 && ms < 2000, `rejected within 2 s (${ms} ms)`);
-    t.notOk(exists(e.pid), 'the dead worker is reaped');
-    t.same(exits.map((x) => [x.pid, x.signal]), [[e.pid, 'SIGKILL']], "the pool's exit event names it");
-  }
-  t.same(settled.filter((_, i) => i !== 1).map((s) => s.status === 'fulfilled' && s.value),
-    [1, 9, 16, 25, 36], 'the other tasks complete');
-
-  await within(p.ready(), 10_000, 'ready() after the death');
-  const after = p.pids;
-  t.equal(after.length, 2, 'two workers again');
-  const fresh = after.filter((pid) => !before.includes(pid));
-  t.equal(fresh.length, 1, `one new worker (before ${before}, after ${after})`);
-  const pids = await within(p.map<number>([{ op: 'pid', ms: 100 }, { op: 'pid', ms: 100 }]), 5000, 'map(pid)');
-  t.ok(pids.includes(fresh[0]), `the replacement pid ${fresh[0]} serves (served by ${pids})`);
-  t.same(await within(p.map([{ op: 'square', x: 8 }, { op: 'square', x: 9 }]), 5000, 'map()'), [64, 81]);
-  await within(p.close(), 5000, 'close()');
-});
-
-t.test('retries: 1 runs a task again after its worker died', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forksafe-pool-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const p = pool(t, { retries: 1 });
-  const retries: Array<{ taskId: number; pid: number; signal: string | null }> = [];
-  p.on('retry', (e) => retries.push(e));
-  await within(p.ready(), 10_000, 'ready()');
-
-  // Dies the first time only: the retry succeeds, on another worker.
-  const r = await within(run<{ firstPid: number; pid: number }>(p, { op: 'killOnce', file: path.join(dir, 'once') }),
-    5000, 'the killOnce task');
-  t.not(r.pid, r.firstPid, `retried on another worker (first ${r.firstPid}, then ${r.pid})`);
-  t.same(retries, [{ taskId: 0, pid: r.firstPid, code: null, signal: 'SIGKILL' }], 'one retry event');
-  t.notOk(alive(r.firstPid), 'the first worker is dead');
-
-  // Dies every time: rejected after the retry.
-  const e = await within(run(p, { op: 'kill' }).then(() => null, (x: unknown) => x as WorkerDiedError), 5000, 'the kill task');
-  t.ok(e instanceof WorkerDiedError, 'WorkerDiedError after the retry');
-  t.match(e?.message, /killed by SIGKILL while running task #1 \(run 2 times/);
-  await within(p.ready(), 10_000, 'ready()');
-  t.equal(p.pids.length, 2, 'two workers again');
-  t.same(await within(p.map([{ op: 'square', x: 2 }, { op: 'square', x: 3 }]), 5000, 'map()'), [4, 9]);
-  await within(p.close(), 5000, 'close()');
-});
-
-t.test("a task's exception reaches the caller; the worker keeps serving", async (t) => {
-  const p = pool(t, { workers: 1 });
-  const exits: unknown[] = [];
-  p.on('exit', (e) => exits.push(e));
-  await within(p.ready(), 10_000, 'ready()');
-  const [pid] = p.pids;
-
-  const e = await within(run(p, { op: 'throw', message: 'no such thing', code: 'E_TASK' }).then(() => null, (x: unknown) => x as Error & { code?: string }),
-    5000, 'the throwing task');
-  t.ok(e instanceof Error, 'rejects with an Error');
-  t.equal(e?.name, 'RangeError');
-  t.equal(e?.message, 'no such thing');
-  t.equal(e?.code, 'E_TASK');
-  t.match(e?.stack, /pool-tasks\.[jt]s/, "the worker's stack");
-  t.equal(await within(run(p, { op: 'pid' }), 5000, 'run()'), pid, 'the same worker serves the next task');
-
-  // A result that cannot be serialized: an error, and the worker goes on.
-  const u = await within(run(p, { op: 'unclonable' }).then(() => null, (x: unknown) => x as Error), 5000, 'unclonable result');
-  t.match(u?.message, /could not be cloned/);
-  // A task that cannot be serialized fails in the caller, before any worker sees it.
-  await t.rejects(p.run({ f: () => 1 }), /could not be cloned/);
-  t.equal(await within(run(p, { op: 'square', x: 12 }), 5000, 'run()'), 144);
-  t.same(p.pids, [pid], 'still the same worker');
-  t.same(exits, [], 'no worker exited');
-
-  // A worker that exits by itself mid-task: the task fails, naming the exit code.
-  const x = await within(run(p, { op: 'exit', code: 3 }).then(() => null, (y: unknown) => y as WorkerDiedError), 5000, 'the exiting task');
-  t.ok(x instanceof WorkerDiedError);
-  t.match(x?.message, new RegExp(`^worker pid ${pid} exited with code 3 while running task #4$`));
-  t.equal(x?.exitCode, 3);
-  t.equal(await within(run(p, { op: 'square', x: 5 }), 10_000, 'run() on the replacement'), 25);
-  await within(p.close(), 5000, 'close()');
-});
-
-t.test('close(): running tasks finish, every worker exits, the forkserver still works', async (t) => {
-  const p = pool(t, { workers: 2 });
-  await within(p.ready(), 10_000, 'ready()');
-  const pids = p.pids;
-  const server = forkserverPid();
-  t.ok(server !== null && alive(server), 'the forkserver runs');
-  const pending = [run(p, { op: 'square', x: 2, ms: 200 }), run(p, { op: 'square', x: 3, ms: 200 }), run(p, { op: 'square', x: 4 })];
-  const closing = p.close();
-  await t.rejects(p.run({ op: 'square', x: 1 }), PoolClosedError, 'run() after close() rejects');
-  t.same(await within(Promise.all(pending), 5000, 'the tasks given before close()'), [4, 9, 16]);
-  await within(closing, 5000, 'close()');
-  t.same(p.pids, [], 'no worker left');
-  for (const pid of pids) t.notOk(exists(pid), `worker ${pid} is gone (not even a zombie)`);
-  t.equal(await p.close(), undefined, 'close() again resolves');
-
-  // The forkserver is the same one, alive, and starts workers for a new pool.
-  t.equal(forkserverPid(), server, 'same forkserver');
-  t.ok(alive(server!), 'the forkserver is alive');
-  const q = pool(t, { workers: 1 });
-  t.equal(await within(run(q, { op: 'square', x: 11 }), 10_000, 'a task on a new pool'), 121);
-  await within(q.close(), 5000, 'close() of the new pool');
-});
-
-t.test('terminate(): running and queued tasks reject, workers are killed', async (t) => {
-  const p = pool(t, { workers: 2 });
-  await within(p.ready(), 10_000, 'ready()');
-  const pids = p.pids;
-  const tasks = [
-    run(p, { op: 'square', x: 1, ms: 5000 }), run(p, { op: 'square', x: 2, ms: 5000 }), // running
-    run(p, { op: 'square', x: 3 }), // queued
-  ];
-  const settled = Promise.allSettled(tasks);
-  await new Promise((r) => setTimeout(r, 100));
-  const t0 = Date.now();
-  await within(p.terminate(), 3000, 'terminate()');
-  t.ok(Date.now() - t0 < 2000, 'terminate() did not wait for the tasks');
-  const outcomes = await within(settled, 1000, 'the tasks after terminate()');
-  t.same(outcomes.map((o) => o.status === 'rejected' && o.reason instanceof PoolClosedError && o.reason.message),
-    ['the pool was terminated while task #0 was running', 'the pool was terminated while task #1 was running',
-      'the pool was terminated before task #2 ran']);
-  for (const pid of pids) t.notOk(exists(pid), `worker ${pid} is gone`);
-});
-
-t.test('an ES module as the task module', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forksafe-pool-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const esm = path.join(dir, 'tasks.mjs');
-  fs.writeFileSync(esm, 'export function triple(x) { return 3 * x; }\n');
-  const p = pool(t, { module: esm, export: 'triple', workers: 1 });
-  // The worker loads an ES module with import(). Under a spawn wrapper that adds
-  // module hooks to NODE_OPTIONS (tap's @tapjs/processinfo does, for every child),
-  // the forkserver runs a hooks thread that its forked workers do not have, and
-  // import() in a worker never returns (a library bug: see the message below).
-  const r = await within(p.run<number>(14), 5000, 'run() with an ES task module').catch((e: Error) => e);
-  const hooks = /--import|--loader/.test(process.env.NODE_OPTIONS ?? '') || process.execArgv.some((a) => /^--(import|loader|experimental-loader)/.test(a));
-  t.equal(r, 42, r instanceof Error
-    ? `LIBRARY BUG: ${r.message}: the worker (forked from the forkserver) hangs in import()` +
-      (hooks ? ' (this process runs module hooks, which the forkserver inherits through NODE_OPTIONS re-added by a spawn wrapper)' : '')
-    : 'import() of an ES task module works in a forkserver worker');
-});
-
-t.test('a task module that does not load: tasks reject with WorkerStartError, no restart loop', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forksafe-pool-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const bad = path.join(dir, 'bad.js');
-  fs.writeFileSync(bad, "throw new Error('this module does not load (expected by test/pool.ts)');\n");
-  const p = pool(t, { module: bad, workers: 2 });
-  const spawned: number[] = [];
-  p.on('spawn', (pid) => spawned.push(pid));
-  const e = await within(p.run({}).then(() => null, (x: unknown) => x as WorkerStartError), 10_000, 'run() on a broken pool');
-  t.ok(e instanceof WorkerStartError, `WorkerStartError (got ${e})`);
-  t.match(e?.message, /exited with code 1 before serving any task, 3 times in a row/);
-  await t.rejects(p.run({}), WorkerStartError, 'later tasks too');
-  await within(p.close(), 5000, 'close()');
-  t.ok(spawned.length <= 4, `no restart loop (${spawned.length} workers started: 3 failures in a row break the pool)`);
-});
-
-t.test('a worker SIGKILLed while it is still starting is replaced; the pool keeps working', async (t) => {
-  const p = pool(t, { workers: 2 });
-  let killed = 0;
-  p.on('spawn', (pid: number) => {
-    if (killed < 3) {
-      killed++;
-      process.kill(pid, 'SIGKILL'); // before it has loaded its module and served anything
-    }
+for (const method of ['forkserver', 'spawn'] as const) {
+  t.test(`${method}: run, map, imap, imapUnordered, chunksize, results in order, errors carried`, async (t) => {
+    const pool = new Pool<number, number>({ module: TASKS, workers: 2, context: method });
+    t.equal(pool.size, 2);
+    t.equal(await within(pool.run(21), 20_000, 'run'), 42, 'run() of the default export');
+    t.same(await pool.map([1, 2, 3, 4, 5, 6, 7]), [2, 4, 6, 8, 10, 12, 14], 'map');
+    t.same(await pool.map(Array.from({ length: 100 }, (_, i) => i), { chunksize: 7 }), Array.from({ length: 100 }, (_, i) => i * 2), 'map with chunksize 7');
+    const ordered: number[] = [];
+    for await (const v of pool.imap([{ x: 1, ms: 40 }, { x: 2, ms: 0 }, { x: 3, ms: 10 }] as never, { name: 'slowDouble' })) ordered.push(v);
+    t.same(ordered, [2, 4, 6], 'imap: in order');
+    const unordered: number[] = [];
+    for await (const v of pool.imapUnordered([{ x: 1, ms: 150 }, { x: 2, ms: 0 }] as never, { name: 'slowDouble' })) unordered.push(v);
+    t.same(unordered, [4, 2], 'imapUnordered: as they complete');
+    const err = await pool.run('boom' as never, { name: 'throwIt' }).catch((e) => e);
+    t.match(err, { name: 'RangeError', message: 'boom', code: 'E_TASK', detail: 42 }, 'a task\'s throw: name, message, code and own fields');
+    t.match(err.stack, /throwIt/, '... and its stack from the worker');
+    t.equal(await pool.run(5), 10, 'the worker serves on after a throw');
+    await t.rejects(pool.run(0 as never, { name: 'unclonable' }), { code: 'ERR_INVALID_ARG_TYPE' }, 'an unclonable result rejects, coded');
+    await t.rejects(pool.run(0 as never, { name: 'noSuchExport' }), TypeError, 'a missing export rejects');
+    const pids = pool.pids;
+    t.equal(pids.length, 2, 'pool.pids');
+    await closed(t, pool, pids);
+    await t.rejects(pool.run(1), PoolClosedError, 'run() after close(): PoolClosedError');
   });
-  const results = await within(p.map([1, 2, 3, 4].map((x): Task => ({ op: 'square', x }))), 10_000, 'map() after 3 workers killed while starting');
-  t.same(results, [1, 4, 9, 16], 'all tasks served by the replacements');
-  t.equal(killed, 3, 'three workers were killed while starting');
+}
+
+t.test('a worker SIGKILLed mid-task: WorkerDiedError naming pid and signal, a replacement serves; retries re-run', async (t) => {
+  const pool = new Pool({ module: TASKS, workers: 2 });
+  const events: string[] = [];
+  pool.on('workerSpawn', () => events.push('spawn'));
+  pool.on('workerExit', (e: { signal: string | null }) => events.push(`exit:${e.signal}`));
+  pool.on('retry', () => events.push('retry'));
+  await pool.run(1);
+  const pid = await pool.run(null, { name: 'pid' }) as number;
+  const t0 = performance.now();
+  const err = await within(pool.run(null, { name: 'kill' }), 10_000, 'the killed task').catch((e) => e);
+  const ms = performance.now() - t0;
+  t.ok(err instanceof WorkerDiedError, 'WorkerDiedError');
+  t.equal(err.code, 'ERR_FORKSAFE_WORKER_DIED');
+  t.equal(err.signal, 'SIGKILL', 'it names the signal');
+  t.ok(typeof err.pid === 'number' && err.pid > 0, `it names the pid (${err.pid})`);
+  t.comment(`SIGKILL to WorkerDiedError: ${ms.toFixed(1)} ms`);
+  const segv = await pool.run(null, { name: 'segv' }).catch((e) => e);
+  t.match(segv, { code: 'ERR_FORKSAFE_WORKER_DIED', signal: 'SIGSEGV' }, 'a segfault');
+  const exited = await pool.run(7 as never, { name: 'exitWith' }).catch((e) => e);
+  t.match(exited, { code: 'ERR_FORKSAFE_WORKER_DIED', exitCode: 7, signal: null }, 'process.exit(7) in a task');
+  t.same(await pool.map([1, 2, 3, 4]), [2, 4, 6, 8], 'replacements serve');
+  t.equal(pool.pids.length, 2, 'two workers again');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'forksafe-pool-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const r = await pool.run(path.join(dir, 'once') as never, { name: 'killOnce', retries: 1 }) as { firstPid: number; pid: number };
+  t.not(r.firstPid, r.pid, 'with retries: 1 the task ran again in another worker and succeeded');
+  t.ok(events.includes('retry') && events.filter((e) => e === 'exit:SIGKILL').length >= 2, `events: ${events.join(' ')}`);
+  const s = pool.stats() as { completed: number; retried: number; workersDied: number; runTime: { count: number; p50: number } };
+  t.ok(s.retried >= 1 && s.workersDied >= 4 && s.runTime.count > 0, `stats(): ${JSON.stringify({ retried: s.retried, died: s.workersDied, runs: s.runTime.count })}`);
+  t.not(pid, 0);
+  await closed(t, pool, pool.pids);
+});
+
+t.test('timeouts kill only the worker of the spinning task; aborts: queued removed, running killed', async (t) => {
+  const pool = new Pool({ module: TASKS, workers: 2, taskTimeout: 3000 });
+  await pool.run(1);
+  const t0 = performance.now();
+  const err = await within(pool.run(null, { name: 'spin', timeout: 200 }), 10_000, 'spin').catch((e) => e);
+  t.ok(err instanceof TimeoutError, `TimeoutError after ${(performance.now() - t0).toFixed(0)} ms`);
+  const err2 = await within(pool.run(null, { name: 'spin' }), 10_000, 'spin (taskTimeout)').catch((e) => e);
+  t.ok(err2 instanceof TimeoutError, 'taskTimeout applies to every run');
+  const busy = pool.run({ x: 1, ms: 300 } as never, { name: 'slowDouble' });
+  t.equal(await pool.run(4), 8, 'the other worker serves meanwhile');
+  t.equal(await busy, 2, 'the slow task on the other worker completed');
+  // Abort a running task: its worker is killed and replaced.
+  const ac = new AbortController();
+  const running = pool.run(null, { name: 'spin', signal: ac.signal });
+  await sleep(100);
+  ac.abort(new Error('stop it'));
+  await t.rejects(within(running, 5000, 'aborted'), { message: 'stop it' }, 'a running task aborted: rejects with the reason');
+  // Abort queued tasks: removed, never run.
+  const blockers = [pool.run({ x: 1, ms: 300 } as never, { name: 'slowDouble' }), pool.run({ x: 1, ms: 300 } as never, { name: 'slowDouble' })];
+  const ac2 = new AbortController();
+  const queued = pool.run(3, { signal: ac2.signal });
+  ac2.abort();
+  await t.rejects(queued, { name: 'AbortError' }, 'a queued task aborted');
+  await Promise.all(blockers);
+  t.equal(await pool.run(10), 20);
+  await closed(t, pool, pool.pids);
+});
+
+t.test('recycling: maxTasksPerWorker and maxWorkerMemory replace workers', async (t) => {
+  const pool = new Pool({ module: TASKS, workers: 1, maxTasksPerWorker: 3 });
+  const pids: number[] = [];
+  for (let i = 0; i < 7; i++) pids.push(await pool.run(null, { name: 'pid' }) as number);
+  t.equal(new Set(pids).size, 3, `3 tasks per worker: ${pids.join(' ')}`);
+  t.equal(pids[0], pids[2]);
+  t.not(pids[2], pids[3]);
+  await closed(t, pool, pool.pids);
+  const mem = new Pool({ module: TASKS, workers: 1, maxWorkerMemory: 150 * 1024 * 1024 });
+  const a = await mem.run(null, { name: 'pid' });
+  await mem.run(200 as never, { name: 'alloc' });
+  const b = await mem.run(null, { name: 'pid' });
+  t.not(a, b, 'a worker above maxWorkerMemory after a task is replaced');
+  await closed(t, mem, mem.pids);
+});
+
+t.test('initializer: once per worker; one that fails breaks the pool with the cause', async (t) => {
+  const pool = new Pool({ module: TASKS, workers: 2, initializer: 'init', initArgs: ['a', 1] });
+  const s = await pool.run(null, { name: 'initState' }) as { init: unknown[] };
+  t.same(s.init, [['a', 1]], 'the initializer ran once, with initArgs');
+  await closed(t, pool, pool.pids);
+  const bad = new Pool({ module: TASKS, workers: 1, initializer: 'initFails' });
+  const err = await within(bad.run(1), 30_000, 'a run on a pool whose workers cannot start').catch((e) => e);
+  t.ok(err instanceof PoolBrokenError, `PoolBrokenError: ${err?.message}`);
+  t.match(err.cause, { message: 'initializer failed on purpose' }, 'its cause is the initializer\'s error');
+  await t.rejects(bad.run(2), PoolBrokenError, 'later runs reject at once');
+  await within(bad.terminate(), 10_000, 'terminate');
+  const missing = new Pool({ module: path.join(os.tmpdir(), 'no-such-module.js'), workers: 1 });
+  await t.rejects(within(missing.run(1), 30_000, 'missing module'), PoolBrokenError, 'a task module that does not load');
+  await missing.terminate();
+});
+
+t.test('close() finishes the work; terminate() rejects it; maxQueue; no zombie', async (t) => {
+  const pool = new Pool({ module: TASKS, workers: 2, maxQueue: 3 });
+  const two = await Promise.all([pool.run(200 as never, { name: 'pidAfter' }), pool.run(200 as never, { name: 'pidAfter' })]);
+  t.not(two[0], two[1], 'both workers are up');
+  const work = Array.from({ length: 5 }, (_, i) => pool.run({ x: i, ms: 100 } as never, { name: 'slowDouble' }));
+  await t.rejects(pool.run(9), QueueFullError, 'beyond maxQueue: QueueFullError');
+  t.ok(pool.pending >= 5, `pool.pending ${pool.pending}`);
+  const pids = pool.pids;
+  const c = pool.close();
+  t.same(await Promise.all(work), [0, 2, 4, 6, 8], 'close() lets given tasks finish');
+  await c;
+  for (let i = 0; i < 100 && !pids.every(gone); i++) await sleep(20);
+  t.ok(pids.every(gone), 'workers gone');
+  const p2 = new Pool({ module: TASKS, workers: 2 });
+  await p2.run(1);
+  const pending = [p2.run(null, { name: 'spin' }), p2.run(null, { name: 'spin' }), p2.run(3)].map((p) => p.then(() => null, (e) => e));
+  const pids2 = p2.pids;
+  await within(p2.terminate(), 10_000, 'terminate');
+  for (const e of await Promise.all(pending)) t.ok(e instanceof PoolClosedError, 'terminate(): PoolClosedError');
+  for (let i = 0; i < 100 && !pids2.every(gone); i++) await sleep(20);
+  t.ok(pids2.every(gone), 'terminate(): workers gone, reaped');
+  const p3 = new Pool({ module: TASKS, workers: 1 });
+  t.equal(await p3.run(2), 4);
+  const pids3 = p3.pids;
+  await p3[Symbol.asyncDispose]();
+  t.ok(pids3.every((p) => procState(p) !== 'R'), 'asyncDispose closes');
+});
+
+t.test('primitives through tasks: locked increments are exact', async (t) => {
+  const ctx = getContext('forkserver');
+  const lock = new ctx.Lock();
+  const shm = new ctx.SharedMemory({ size: 64 });
+  const pool = new Pool({ module: TASKS, workers: 2 });
+  const n = await Promise.all(Array.from({ length: 8 }, () => pool.run({ lock, shm, n: 5000 } as never, { name: 'increment' })));
+  t.same(n, Array(8).fill(5000));
+  t.equal(new Int32Array(shm.buffer)[0], 40_000, '8 x 5000 increments under the Lock, exact');
+  const spawnLock = new (getContext('spawn').Lock)();
+  await t.rejects(pool.run({ lock: spawnLock } as never, { name: 'echo' }), { code: 'ERR_FORKSAFE_CONTEXT_MISMATCH' }, 'a primitive of another context: ContextError');
+  spawnLock.close();
+  lock.close();
+  shm.close();
+  await closed(t, pool, pool.pids);
+});
+
+t.test('10,000 tasks while workers are SIGKILLed at random: no result lost or duplicated', async (t) => {
+  const pool = new Pool<number, number>({ module: TASKS, workers: 2, retries: 50 });
+  await pool.run(1);
+  let kills = 0;
+  const killOne = (): void => {
+    const pids = pool.pids;
+    if (pids.length === 0) return;
+    try {
+      process.kill(pids[Math.floor(Math.random() * pids.length)], 'SIGKILL');
+      kills++;
+    } catch {
+      /* already gone */
+    }
+  };
+  const N = 10_000;
+  const seen = new Map<number, number>();
+  let i = 0;
+  for await (const v of pool.imapUnordered((function* () { for (let k = 0; k < N; k++) yield k; })(), { chunksize: 2 })) {
+    seen.set(v, (seen.get(v) ?? 0) + 1);
+    i++;
+    if (i % 250 === 0) killOne(); // 39 kills, at whatever the workers are doing then
+  }
+  t.equal(i, N, `${N} results with ${kills} kills`);
+  let ok = true;
+  for (let k = 0; k < N; k++) if (seen.get(k * 2) !== 1) ok = false;
+  t.ok(ok, 'each result exactly once');
+  const s = () => pool.stats() as { retried: number; workersDied: number };
+  const { until } = await import('./lib/children');
+  t.ok(await until(() => s().workersDied >= kills, 10_000), `every kill was seen: ${s().workersDied} deaths of ${kills} kills`);
+  t.ok(kills < 3 || s().retried > 0, `${s().retried} tasks re-run after their worker was killed`);
+  await closed(t, pool, pool.pids);
+});
+
+t.test('imap reads a huge iterable lazily', async (t) => {
+  const pool = new Pool<number, number>({ module: TASKS, workers: 2 });
+  let pulled = 0;
+  function* items(): Generator<number> {
+    for (let k = 0; k < 10_000_000; k++) {
+      pulled++;
+      yield k;
+    }
+  }
+  let got = 0;
+  for await (const v of pool.imap(items())) {
+    if (v !== got * 2) t.fail(`out of order: ${v}`);
+    got++;
+    if (got === 200) break;
+  }
+  t.ok(pulled < 400, `200 results taken from 10 million items: ${pulled} pulled from the iterator`);
+  await closed(t, pool, pool.pids);
+});
+
+t.test('bad options are coded errors', async (t) => {
+  t.throws(() => new Pool({} as never), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => new Pool({ module: TASKS, workers: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => new Pool({ module: TASKS, context: 'nope' as never }), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => new Pool({ module: TASKS, initArgs: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
 });

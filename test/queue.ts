@@ -498,5 +498,31 @@ t.test('fork(): a child inherits getContext(\'fork\') queues and pipes; one SIGK
   t.same(o, {
     inOrder: 200, big: true, pipe: 'from the child', jq: 'jq:work', joined: true,
     c1: { code: 0, signal: null }, c2: { code: null, signal: 'SIGKILL' }, torn: 0, after: 'still works',
+    parentGot: 'p1', c3: { code: 0, signal: null }, joined2: true,
   }, 'the child used them; the killed one left nothing torn');
+});
+
+t.test('regressions: spills of untaken messages go with the last holder; pending async calls reject ClosedError at close()', async (t) => {
+  const before = spills().length;
+  const q = new Queue();
+  q.put(Buffer.alloc(300 * 1024, 1));
+  t.equal(spills().length, before + 1, 'a spilled message waits in /dev/shm');
+  const q2 = attach<InstanceType<typeof Queue>>(q.handle());
+  q.close();
+  t.equal(spills().length, before + 1, 'another object still holds the queue: the spill stays');
+  t.equal((q2.get() as Buffer).length, 300 * 1024, 'and is delivered');
+  q2.put(Buffer.alloc(300 * 1024, 2));
+  q2.shutdown({ immediate: true });
+  q2.close();
+  t.equal(spills().length, before, 'the last close removes the spill nobody took');
+  const j = new JoinableQueue();
+  j.put(1);
+  j.get();
+  const w = j.joinAsync().then(() => null, (e) => e);
+  const g = new Queue();
+  const pend = g.getAsync().then(() => null, (e) => e);
+  j.close();
+  g.close();
+  t.ok((await w) instanceof ClosedError, 'joinAsync pending at close(): ClosedError');
+  t.ok((await pend) instanceof ClosedError, 'getAsync pending at close(): ClosedError');
 });

@@ -110,6 +110,32 @@ export class CorruptError extends ForksafeError {
   }
 }
 
+/** A pool worker died (SIGKILL, the OOM killer, a crash, process.exit) while it ran the task. */
+export class WorkerDiedError extends ForksafeError {
+  readonly pid: number;
+  readonly signal: string | null;
+  readonly exitCode: number | null;
+  constructor(pid: number, signal: string | null, exitCode: number | null, what = 'the worker running this task died') {
+    super(`${what} (pid ${pid}, ${signal ? `signal ${signal}` : `exit code ${exitCode}`})`, 'ERR_FORKSAFE_WORKER_DIED');
+    this.pid = pid;
+    this.signal = signal;
+    this.exitCode = exitCode;
+  }
+}
+
+export class PoolClosedError extends ForksafeError {
+  constructor(message = 'the pool is closed') {
+    super(message, 'ERR_FORKSAFE_POOL_CLOSED');
+  }
+}
+
+/** A pool whose workers fail to start again and again (extension of API.md): its cause is the last failure. */
+export class PoolBrokenError extends ForksafeError {
+  constructor(message: string, cause: unknown) {
+    super(message, 'ERR_FORKSAFE_POOL_BROKEN', { cause });
+  }
+}
+
 export function badHandle(detail: string): ForksafeError {
   return new ForksafeError(`invalid forksafe handle: ${detail}`, 'ERR_FORKSAFE_BAD_HANDLE');
 }

@@ -38,6 +38,8 @@ export interface Hooks {
   sendCheck?(): void;
 }
 
+class SpillGone extends Error {}
+
 function now(): number {
   return performance.now();
 }
@@ -54,7 +56,8 @@ export class Channel {
   readonly view: Buffer; // the whole segment, as a Buffer
   readonly spillAt: number; // payloads above this many bytes are spilled
   /** JoinableQueue: records this object took and has not acknowledged, oldest first. */
-  readonly unacked: Array<{ pos: number; spill: string | null }> = [];
+  unacked: Array<{ pos: number; spill: string | null }> = [];
+  unackedBy = 0; // the token the list belongs to (a fork() child starts with an empty one)
   lastRepair = -Infinity;
 
   constructor(ring: Ring, method: StartMethod, joinable: boolean) {
@@ -97,18 +100,27 @@ export class Channel {
     }
   }
 
+  /** The last holder is gone: the spill segments of messages nobody will take are removed. */
+  sweep(): void {
+    if (!this.lock(now() + 1000)) return;
+    try {
+      for (const pos of this.ring.spilled()) this.dropSpill(pos);
+    } catch {
+      // a corrupt ring: nothing more to do
+    } finally {
+      this.ring.unlock();
+    }
+  }
+
   dropSpill(pos: number): void {
     const tag = this.ring.tagOf(pos);
     if ((tag & TAG.SPILL) === 0) return;
     const name = this.spillOf(pos);
     if (name === null) return;
+    // By name, without opening it: a producer killed inside the segment's
+    // creation leaves a file that does not open (no header yet).
     try {
-      const s = Shm().open(name);
-      try {
-        s.unlink();
-      } finally {
-        s.close();
-      }
+      binding.shmUnlink(`/forksafe.${name}`);
     } catch {
       // never created, or gone
     }
@@ -190,6 +202,7 @@ export class Channel {
     } catch (err) {
       this.lock(-1);
       try {
+        this.dropSpill(pos);
         Atomics.store(ring.i32, ring.rw(pos, 1), ST.ABANDONED);
         ring.repair(true, (p) => this.dropSpill(p));
       } finally {
@@ -217,6 +230,16 @@ export class Channel {
       const seq = ring.w(H.GETSEQ);
       hooks?.sendCheck?.();
       if (this.tryPut(e, deadline)) return true;
+      // Full because of a put in progress? If its producer died, its record
+      // must not hold us up for a whole wait slice.
+      if (ring.w(H.RESV) > 0) {
+        const t = now();
+        if (t - this.lastRepair >= REPAIR_MS) {
+          this.lastRepair = t;
+          this.repair();
+          if (this.tryPut(e, deadline)) return true;
+        }
+      }
       if (timeout === 0) return false;
       let t = SLICE_MS;
       if (deadline >= 0) {
@@ -289,12 +312,16 @@ export class Channel {
       } catch (e) {
         this.lock(-1);
         try {
-          // The message cannot be read (its spill is gone): it is dropped, not retried forever.
+          // The message cannot be read: dropped, not retried forever. A spill
+          // that is gone was copied whole by a consumer that died before it
+          // freed the record (it unlinks first): delivered to the dead, so the
+          // next message is taken instead.
           if (ring.free(pos, ME) && this.joinable) ring.inc(H.UNFINISHED, -1);
         } finally {
           ring.unlock();
         }
         ring.notifyGet();
+        if (e instanceof SpillGone) return this.tryGet();
         throw e;
       }
       if (!this.joinable) {
@@ -307,7 +334,13 @@ export class Channel {
       }
     }
     if (!this.joinable) ring.notifyGet();
-    else this.unacked.push({ pos, spill });
+    else {
+      if (this.unackedBy !== ME.token) {
+        this.unacked = [];
+        this.unackedBy = ME.token;
+      }
+      this.unacked.push({ pos, spill });
+    }
     const inner = tag & ~TAG.SPILL;
     return { value: decode(inner, bytes as Buffer), pos, spill };
   }
@@ -335,8 +368,8 @@ export class Channel {
     let s: SharedMemory;
     try {
       s = Shm().open(name);
-    } catch (e) {
-      throw new CorruptError(`a message's spill segment '${name}' is gone (${(e as Error).message})`);
+    } catch {
+      throw new SpillGone();
     }
     try {
       const src = Buffer.from(s.buffer);
@@ -378,6 +411,10 @@ export class Channel {
   /** Acknowledges this thread's oldest unacknowledged item. */
   taskDone(): boolean {
     const ring = this.ring;
+    if (this.unackedBy !== ME.token) {
+      this.unacked = []; // the list a fork() child inherited is its parent's
+      this.unackedBy = ME.token;
+    }
     let item = this.unacked.shift();
     if (!item) {
       const mine = (() => {

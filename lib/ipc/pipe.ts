@@ -11,38 +11,28 @@ import { BaseHandle } from '../core/runtime';
 import { parseTimeout, timeoutOf, validateObject, validateSignal, signalAborted, signalReason } from '../core/validate';
 import { onForkChild } from '../fork';
 import { SharedMemory } from '../sync/shared-memory';
-import { Channel, Hooks, ME, PeerClosedError, QueueEmptyError, QueueShutDownError } from './channel';
+import { Channel, Hooks, PeerClosedError, QueueEmptyError, QueueShutDownError } from './channel';
+import { Holders } from './holders';
 import { TAG } from './codec';
 import { CorruptError } from '../core/errors';
 import { H, HEADER_BYTES, initRing, Ring, ringCap, SLICE_MS } from './ring';
 
 // Segment layout: [pipe header 1 KiB][ring 0 (end 0 receives)][ring 1 (end 1 receives)].
-// Pipe header words: 0 magic, 1 flags (bit 0 duplex), 2 ring cap,
-// 16..: end 0's holders (HOLDERS x {token, start}), then end 1's;
-// 192..: end 0's handles in transit (TRANSIT x {token, start, expiry s}), then end 1's.
-// A handle() made for another process or thread (a Process argument...)
-// counts as a holder of its end until it is attached, its maker dies, or
-// TRANSIT_S pass: the maker may close its own copy right after starting the
-// child, before the child has attached it.
+// Pipe header words: 0 magic, 1 flags (bit 0 duplex), 2 ring cap, 16..: the
+// holders of end 0 (lib/ipc/holders.ts: HOLDERS threads, TRANSIT handles in
+// transit), then end 1's.
 const PIPE_MAGIC = 0x46535031; // 'FSP1'
 const PIPE_HEADER = 1024;
 const HOLDERS = 40;
-const HOLDER_BASE = 16;
 const TRANSIT = 8;
-const TRANSIT_BASE = 192;
-const TRANSIT_S = 30;
+const HOLDER_BASE = 16;
 const PIPE_CAPACITY = 1 << 18;
 const PEER_MS = 20;
 
-function holderWord(end: number, i: number): number {
-  return HOLDER_BASE + (end * HOLDERS + i) * 2;
+function holderBase(end: number): number {
+  return HOLDER_BASE + end * Holders.words(HOLDERS, TRANSIT);
 }
 
-function transitWord(end: number, i: number): number {
-  return TRANSIT_BASE + (end * TRANSIT + i) * 3;
-}
-
-const nowS = (): number => Math.floor(Date.now() / 1000);
 let creating = false; // Pipe() is making its two ends: they are no handles in transit
 
 // Live Connection objects of this thread, for fork(): a child holds the ends too.
@@ -51,7 +41,7 @@ onForkChild(() => {
   for (const r of [...live]) {
     const c = r.deref();
     if (!c) live.delete(r);
-    else if (c._i32) c._register();
+    else if (c._mine) c._mine.forked();
   }
 });
 
@@ -64,7 +54,8 @@ export class Connection<T = unknown> {
   /** @internal */ _recv: Channel | null = null;
   /** @internal */ _send: Channel | null = null;
   /** @internal */ _method: StartMethod = 'spawn';
-  /** @internal */ _slot = -1; // our entry in our end's holder table
+  /** @internal */ _mine: Holders | null = null; // our end's holders
+  /** @internal */ _peer: Holders | null = null; // the other end's
   /** @internal */ _ref: WeakRef<Connection> | null = null;
   /** @internal */ _hooksR: Hooks;
   /** @internal */ _hooksS: Hooks;
@@ -110,89 +101,12 @@ export class Connection<T = unknown> {
     const e = this._end;
     this._recv = duplex || e === 0 ? new Channel(rings[e], this._method, false) : null;
     this._send = duplex || e === 1 ? new Channel(rings[1 - e], this._method, false) : null;
-    this._register();
-    if (!creating) this._arrived();
+    this._mine = new Holders(i32, holderBase(e), HOLDERS, TRANSIT, shm._id);
+    this._peer = new Holders(i32, holderBase(1 - e), HOLDERS, TRANSIT, shm._id);
+    this._mine.open();
+    if (!creating) this._mine.arrived();
     this._ref = new WeakRef(this);
     live.add(this._ref);
-  }
-
-  /** @internal Adds this thread to its end's holders (a dead or free entry). */
-  _register(): void {
-    const i32 = this._i32 as Int32Array;
-    for (let i = 0; i < HOLDERS; i++) {
-      const w = holderWord(this._end, i);
-      const cur = Atomics.load(i32, w);
-      if (cur === ME.token) {
-        this._slot = i;
-        Atomics.store(i32, w + 1, ME.start);
-        return;
-      }
-    }
-    for (let i = 0; i < HOLDERS; i++) {
-      const w = holderWord(this._end, i);
-      const cur = Atomics.load(i32, w);
-      if (cur !== 0 && binding.ownerAlive(cur, Atomics.load(i32, w + 1) >>> 0)) continue;
-      if (Atomics.compareExchange(i32, w, cur, ME.token) === cur) {
-        Atomics.store(i32, w + 1, ME.start);
-        this._slot = i;
-        return;
-      }
-    }
-    // Table full of live holders: this holder is not counted (the peer may see the end closed early).
-    this._slot = -1;
-  }
-
-  /** @internal An attached handle has arrived: one transit entry of this end goes (the oldest). */
-  _arrived(): void {
-    const i32 = this._i32 as Int32Array;
-    let best = -1, bestExp = Infinity;
-    for (let i = 0; i < TRANSIT; i++) {
-      const w = transitWord(this._end, i);
-      if (Atomics.load(i32, w) === 0) continue;
-      const exp = Atomics.load(i32, w + 2);
-      if (exp < bestExp) {
-        bestExp = exp;
-        best = i;
-      }
-    }
-    if (best >= 0) {
-      const w = transitWord(this._end, best);
-      const t = Atomics.load(i32, w);
-      if (t !== 0 && Atomics.compareExchange(i32, w, t, 0) === t) Atomics.store(i32, w + 2, 0);
-    }
-  }
-
-  /** @internal handle(): a copy of this end in transit. */
-  _inTransit(): void {
-    const i32 = this._i32 as Int32Array;
-    const now = nowS();
-    for (let i = 0; i < TRANSIT; i++) {
-      const w = transitWord(this._end, i);
-      const t = Atomics.load(i32, w);
-      const free = t === 0 || Atomics.load(i32, w + 2) < now || !binding.ownerAlive(t, Atomics.load(i32, w + 1) >>> 0);
-      if (free && Atomics.compareExchange(i32, w, t, ME.token) === t) {
-        Atomics.store(i32, w + 1, ME.start);
-        Atomics.store(i32, w + 2, now + TRANSIT_S);
-        return;
-      }
-    }
-  }
-
-  /** @internal Whether any live process or thread holds end `e` (or a handle of it is in transit). */
-  _held(e: number): boolean {
-    const i32 = this._i32 as Int32Array;
-    for (let i = 0; i < HOLDERS; i++) {
-      const w = holderWord(e, i);
-      const t = Atomics.load(i32, w);
-      if (t !== 0 && binding.ownerAlive(t, Atomics.load(i32, w + 1) >>> 0)) return true;
-    }
-    const now = nowS();
-    for (let i = 0; i < TRANSIT; i++) {
-      const w = transitWord(e, i);
-      const t = Atomics.load(i32, w);
-      if (t !== 0 && Atomics.load(i32, w + 2) >= now && binding.ownerAlive(t, Atomics.load(i32, w + 1) >>> 0)) return true;
-    }
-    return false;
   }
 
   /** @internal */ _peerSeen = -Infinity;
@@ -205,7 +119,7 @@ export class Connection<T = unknown> {
   _peerCheck(force = false): void {
     const t = performance.now();
     if (!force && t - this._peerSeen < PEER_MS) return;
-    if (!this._held(1 - this._end)) throw new PeerClosedError();
+    if (!(this._peer as Holders).held()) throw new PeerClosedError();
     this._peerSeen = t;
   }
 
@@ -316,8 +230,11 @@ export class Connection<T = unknown> {
       ring.add(H.CWAIT, 1);
       try {
         await shm.waitAsync(ring.base + H.PUTSEQ, seq, { timeout: Math.max(1, t), signal });
+      } catch (e) {
+        if (!this._shm) throw new ClosedError('Connection');
+        throw e;
       } finally {
-        ring.add(H.CWAIT, -1);
+        if (this._shm) ring.add(H.CWAIT, -1);
       }
     }
   }
@@ -332,7 +249,11 @@ export class Connection<T = unknown> {
     for (;;) {
       const seq = ring.w(H.PUTSEQ);
       if (ring.w(H.COUNT) > 0) return true;
-      if (!this._held(1 - this._end)) return true; // recv() would not block: it throws PeerClosedError
+      try {
+        this._peerCheck();
+      } catch {
+        return true; // recv() would not block: it throws PeerClosedError
+      }
       let t = SLICE_MS;
       if (deadline >= 0) {
         const left = deadline - performance.now();
@@ -348,7 +269,7 @@ export class Connection<T = unknown> {
   handle(): BaseHandle & { end: number } {
     this._c();
     const h = (this._shm as SharedMemory).handle() as BaseHandle;
-    this._inTransit();
+    (this._mine as Holders).inTransit();
     return { ...h, type: 'Connection', end: this._end };
   }
 
@@ -357,13 +278,10 @@ export class Connection<T = unknown> {
     if (!Connection._isConnection(this)) throw invalidThis('Connection');
     const shm = this._shm;
     if (!shm) return;
-    const i32 = this._i32 as Int32Array;
-    if (this._slot >= 0) {
-      const w = holderWord(this._end, this._slot);
-      if (Atomics.compareExchange(i32, w, ME.token, 0) === ME.token) Atomics.store(i32, w + 1, 0);
-    }
-    // Wake the peer's receivers and senders: they re-check whether we are gone.
-    for (const ch of [this._recv, this._send]) {
+    // The thread leaves the end with its last object for it; then the
+    // peer's receivers and senders are woken to re-check whether we are gone.
+    const left = (this._mine as Holders).close();
+    for (const ch of left ? [this._recv, this._send] : []) {
       if (!ch) continue;
       ch.ring.add(H.PUTSEQ, 1);
       ch.ring.add(H.GETSEQ, 1);
@@ -375,6 +293,8 @@ export class Connection<T = unknown> {
     this._i32 = null;
     this._recv = null;
     this._send = null;
+    this._mine = null;
+    this._peer = null;
     shm.close();
   }
 

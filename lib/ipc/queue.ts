@@ -11,7 +11,19 @@ import { parseTimeout, signalAborted, signalReason, timeoutOf, validateObject, v
 import { SharedMemory } from '../sync/shared-memory';
 import { Channel, Hooks, QueueEmptyError, QueueFullError, QueueShutDownError } from './channel';
 import { Encoded } from './codec';
-import { FLAG_JOINABLE, H, HEADER_BYTES, initRing, Ring, ringCap, SLICE_MS } from './ring';
+import { FLAG_JOINABLE, H, HEADER_BYTES, HOLDERS_AT, HOLDERS_N, initRing, Ring, ringCap, SLICE_MS, TRANSIT_N } from './ring';
+import { Holders } from './holders';
+import { onForkChild } from '../fork';
+
+// Live queues of this thread, for fork(): a child holds them too.
+const live = new Set<WeakRef<Queue>>();
+onForkChild(() => {
+  for (const r of [...live]) {
+    const q = r.deref();
+    if (!q) live.delete(r);
+    else q._holders?.forked();
+  }
+});
 
 export interface QueueOptions {
   /** Messages; 0 (default): no count limit. */
@@ -84,6 +96,8 @@ export class Queue<T = unknown> {
   /** @internal */ _puts: PendingPut[] = [];
   /** @internal */ _pumpGet = false;
   /** @internal */ _pumpPut = false;
+  /** @internal */ _holders: Holders | null = null;
+  /** @internal */ _ref: WeakRef<Queue> | null = null;
 
   /** @internal */
   static _isQueue(o: unknown): o is Queue {
@@ -107,6 +121,7 @@ export class Queue<T = unknown> {
         shm.close();
         throw e;
       }
+      this._holders?.arrived();
       return;
     }
     const { maxsize, capacity } = checkOpts(opts, kind);
@@ -128,6 +143,10 @@ export class Queue<T = unknown> {
     }
     this._shm = shm;
     this._ch = new Channel(ring, this._method, joinable);
+    this._holders = new Holders(new Int32Array(buf), HOLDERS_AT, HOLDERS_N, TRANSIT_N, shm._id);
+    this._holders.open();
+    this._ref = new WeakRef(this);
+    live.add(this._ref);
   }
 
   /** @internal */
@@ -283,7 +302,7 @@ export class Queue<T = unknown> {
           try {
             r = await this._shm.waitAsync(H.PUTSEQ, seq, { timeout: Math.max(1, next) });
           } finally {
-            ring.add(H.CWAIT, -1);
+            if (this._shm) ring.add(H.CWAIT, -1);
           }
           if (r === 'timed-out' && ring.w(H.PUTSEQ) === seq && this._ch) this._ch.repair();
         }
@@ -340,7 +359,7 @@ export class Queue<T = unknown> {
           try {
             r = await this._shm.waitAsync(H.GETSEQ, seq, { timeout: Math.max(1, next) });
           } finally {
-            ring.add(H.PWAIT, -1);
+            if (this._shm) ring.add(H.PWAIT, -1);
           }
           if (r === 'timed-out' && ring.w(H.GETSEQ) === seq && this._ch) this._ch.repair();
         }
@@ -417,6 +436,7 @@ export class Queue<T = unknown> {
     const shm = this._shm;
     if (!shm) throw new ClosedError(this.constructor.name);
     const h = shm.handle() as BaseHandle;
+    this._holders?.inTransit();
     return { ...h, type: (this.constructor as unknown as { _kind: Kind })._kind };
   }
 
@@ -425,8 +445,18 @@ export class Queue<T = unknown> {
     if (!Queue._isQueue(this)) throw invalidThis('Queue');
     const shm = this._shm;
     if (!shm) return;
+    const ch = this._ch as Channel;
+    const holders = this._holders as Holders;
     this._shm = null;
     this._ch = null;
+    this._holders = null;
+    if (this._ref) live.delete(this._ref);
+    // The last holder anywhere removes the spills of messages nobody will take.
+    try {
+      if (holders.close() && !holders.held()) ch.sweep();
+    } catch {
+      // a corrupt ring: closing still releases the mapping
+    }
     const err = new ClosedError(this.constructor.name);
     for (const p of this._gets.splice(0)) {
       if (p.signal && p.abort) offAbort(p.signal, p.abort);
@@ -515,8 +545,11 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
       let r: string;
       try {
         r = await shm.waitAsync(H.JOINSEQ, seq, { timeout: Math.max(1, t), signal });
+      } catch (e) {
+        if (!this._shm) throw new ClosedError(this.constructor.name);
+        throw e;
       } finally {
-        ring.add(H.JWAIT, -1);
+        if (this._shm) ring.add(H.JWAIT, -1);
       }
       if (r === 'timed-out' && ring.w(H.JOINSEQ) === seq && this._ch) this._ch.repair();
     }

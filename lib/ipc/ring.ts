@@ -30,7 +30,11 @@ import { binding } from '../core/binding';
 import { CorruptError } from '../core/errors';
 
 export const MAGIC = 0x46535131; // 'FSQ1'
-export const HEADER_BYTES = 512;
+export const HEADER_BYTES = 1024;
+/** Word of a queue's holder table in its ring header (lib/ipc/holders.ts), and its sizes. */
+export const HOLDERS_AT = 128;
+export const HOLDERS_N = 48;
+export const TRANSIT_N = 8;
 export const REC = 32; // record header bytes, and the alignment of records
 export const SMALL = 1024; // payloads up to this size are copied under the index lock
 export const SLICE_MS = 50;
@@ -422,6 +426,22 @@ export class Ring {
     }
     this.advance();
     return { abandoned, returned };
+  }
+
+  /** Positions of the live records that name a spill segment. */
+  spilled(): number[] {
+    const { head, tail } = this.span();
+    const out: number[] = [];
+    let pos = head, n = 0;
+    const limit = this.cap / REC;
+    while (pos !== tail) {
+      if (++n > limit) throw new CorruptError('record chain');
+      const size = this.recSize(pos, tail);
+      const st = this.state(pos);
+      if (st !== ST.DONE && st !== ST.ABANDONED && st !== ST.PAD && (this.tagOf(pos) & 0x100) !== 0) out.push(pos);
+      pos = (pos + size) >>> 0;
+    }
+    return out;
   }
 
   /** The tokens and positions of records TAKEN by `me` (a JoinableQueue's unacknowledged items). */

@@ -95,7 +95,7 @@ export class SharedMemory {
       this._ab = ab;
       this._abId = id;
       this._size = ab.byteLength;
-      this._i32 = new Int32Array(ab, 0, ab.byteLength >> 2);
+      this._i32 = new Int32Array(ab, 0, Math.floor(ab.byteLength / 4));
       this._seg = seg;
     } finally {
       binding.segRelease(seg); // the buffer holds the view from now on
@@ -167,7 +167,7 @@ export class SharedMemory {
 
   /** @internal */
   _index(index: unknown): number {
-    return validateInteger('index', index, 0, (this._size >> 2) - 1);
+    return validateInteger('index', index, 0, Math.floor(this._size / 4) - 1);
   }
 
   /** Like Atomics.wait on the Int32 at `index`, but across processes. */
