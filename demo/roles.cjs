@@ -6,6 +6,9 @@
 //
 // Every wait here is bounded, so a child left behind by a crashed demo still ends.
 
+const nodeCrypto = require('node:crypto');
+const zlib = require('node:zlib');
+
 const STRAY_MS = 20_000; // how long a holder "works" before giving up on being killed
 
 function sleepMs(ms) {
@@ -104,6 +107,89 @@ exports.poolSquare = async function poolSquare({ x, bad }) {
 exports.startupPing = function startupPing(up) {
   up.set();
   return 0;
+};
+
+/**
+ * Row 12: a checksummed Buffer message, as in test/fixtures/queue-child.ts:
+ * a 16-byte header (producer id, sequence, payload length, CRC-32 of the payload),
+ * then random bytes. checkMessage() tells a whole message from a torn or mixed-up one.
+ */
+function checksum(b) {
+  if (typeof zlib.crc32 === 'function') return zlib.crc32(b) >>> 0; // Node 22.2+
+  return nodeCrypto.createHash('sha1').update(b).digest().readUInt32LE(0);
+}
+
+function makeMessage(id, seq, size) {
+  const b = Buffer.allocUnsafe(size);
+  nodeCrypto.randomFillSync(b, 16);
+  b.writeUInt32LE(id, 0);
+  b.writeUInt32LE(seq, 4);
+  b.writeUInt32LE(size - 16, 8);
+  b.writeUInt32LE(checksum(b.subarray(16)), 12);
+  return b;
+}
+
+/** [id, seq] of a whole message, or null for a torn (or not a message) one. */
+exports.checkMessage = function checkMessage(b) {
+  if (!Buffer.isBuffer(b) || b.length < 16) return null;
+  if (b.length !== 16 + b.readUInt32LE(8)) return null;
+  if (checksum(b.subarray(16)) !== b.readUInt32LE(12)) return null;
+  return [b.readUInt32LE(0), b.readUInt32LE(4)];
+};
+
+// Words of the producers' SharedMemory `state`, 8 per producer id: what the parent
+// reads to kill a producer while it is inside put().
+exports.PRODUCER_WORDS = { IN_PUT: 0, SEQ: 1, PUT_US: 2, STRIDE: 8 };
+
+/**
+ * Row 12: puts `size`-byte messages into `q`, one every `paceMs` (0: back to back),
+ * until `stop` is set (or STRAY_MS). Around each put() it says, in `state`, that it
+ * is inside put() and which message it is putting, and afterwards how long put() took.
+ */
+exports.queueProducer = function queueProducer(q, id, state, stop, size, paceMs) {
+  const W = exports.PRODUCER_WORDS;
+  const i32 = new Int32Array(state.buffer);
+  const at = id * W.STRIDE;
+  const end = Date.now() + STRAY_MS;
+  for (let seq = 0; !stop.isSet() && Date.now() < end; seq++) {
+    const m = makeMessage(id, seq, size);
+    Atomics.store(i32, at + W.SEQ, seq);
+    Atomics.store(i32, at + W.IN_PUT, 1);
+    const t0 = process.hrtime.bigint();
+    try {
+      q.put(m, { timeout: 5000 }); // bounded: a full queue nobody reads ends the producer
+    } catch (e) {
+      if (e && (e.code === 'ERR_FORKSAFE_QUEUE_FULL' || e.code === 'ERR_FORKSAFE_QUEUE_SHUTDOWN')) return 2;
+      throw e;
+    }
+    Atomics.store(i32, at + W.PUT_US, Number((process.hrtime.bigint() - t0) / 1000n));
+    Atomics.store(i32, at + W.IN_PUT, 0);
+    if (paceMs > 0) sleepMs(paceMs);
+  }
+  return 0;
+};
+
+/** Row 13: gets one item, reports it on `got`, then "works" on it until killed: no taskDone(). */
+exports.takeOneAndHang = function takeOneAndHang(q, got) {
+  const item = q.get({ timeout: 5000 });
+  got.put(['killed consumer', item]);
+  sleepMs(STRAY_MS);
+  return 3;
+};
+
+/** Row 13: the other consumer: gets, reports on `got`, taskDone(), until shut down (or STRAY_MS idle). */
+exports.joinWorker = function joinWorker(q, got) {
+  for (;;) {
+    let item;
+    try {
+      item = q.get({ timeout: STRAY_MS });
+    } catch (e) {
+      if (e && (e.code === 'ERR_FORKSAFE_QUEUE_SHUTDOWN' || e.code === 'ERR_FORKSAFE_QUEUE_EMPTY')) return 0;
+      throw e;
+    }
+    got.put(['other consumer', item]);
+    q.taskDone();
+  }
 };
 
 // Row 11 with child_process.fork(): `fork(ROLES, ['--startup-ping'])` sends one

@@ -16,6 +16,8 @@
 //     Rows 10 and 11 use the default 'forkserver' context: row 10 runs the example
 //     pool of examples/pool/, row 11 times worker start-up (its Python script runs
 //     alone, after the others, so that they do not disturb its timings).
+//     Rows 12 and 13 pass messages between this process and spawn children through a
+//     Queue and a JoinableQueue (in shared memory), killing a producer or a consumer.
 //
 // Exit status: 0 when every forksafe cell behaved as expected, 1 otherwise (a regression).
 // The Python column never changes the exit status: it shows what Python does here.
@@ -28,9 +30,10 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
   getContext, fork, exit, forkSafety, forkFlags, startForkserver,
-  ContextError, DeadlockError, ForkUnsafeError, NotOwnerError, OwnerDiedError,
+  ContextError, DeadlockError, ForkUnsafeError, NotOwnerError, OwnerDiedError, QueueEmptyError,
 } from 'forksafe';
 import { Pool, WorkerDiedError } from '../examples/pool/pool.js';
+import { checkMessage, PRODUCER_WORDS } from './roles.cjs';
 
 const SELF = fileURLToPath(import.meta.url);
 const HERE = path.dirname(SELF);
@@ -659,6 +662,193 @@ async function fsWorkerStartup() {
   return ok(`median start() → first message, ${N} starts each: forkserver Process ${fmtMs(m)}; ${side}`, m);
 }
 
+// ---------------------------------------------------------------- forksafe side: message passing
+// Rows 12 and 13: getContext('spawn') queues between this process and spawn children
+// (roles in demo/roles.cjs). This process consumes with blocking get()/join() calls,
+// each with a timeout, so a regression fails the row instead of hanging the demo.
+
+const MiB = 1 << 20;
+
+/** Busy-waits (bounded by `ms`) until cond() is true; false if it never was. */
+function spinUntil(cond, ms) {
+  const end = performance.now() + ms;
+  while (!cond()) if (performance.now() >= end) return false;
+  return true;
+}
+
+/**
+ * Row 12: producer 1 puts checksummed 1 MiB Buffers back to back, producer 2 one every
+ * 5 ms, into one Queue; this process consumes. Producer 1 is SIGKILLed at a random
+ * instant inside a put() (it says in `state` when it enters and leaves put()). Should
+ * the kill come just as that put() returned (this process was descheduled), a fresh
+ * producer takes its place and is killed the same way (3 tries).
+ */
+async function fsQueueProducerKilled() {
+  const { Queue, SharedMemory, Event, Process } = spawnCtx;
+  const W = PRODUCER_WORDS;
+  const LIVE = 2;
+  const VICTIMS = [1, 3, 4]; // producer 1, and two more should a kill land just after a put() returned
+  const q = new Queue({ maxsize: 8 }); // bounded: producers that nobody reads block, then give up
+  const state = new SharedMemory({ size: 4 * W.STRIDE * 5 });
+  const words = new Int32Array(state.buffer);
+  const word = (id, k) => Atomics.load(words, id * W.STRIDE + k);
+  const stop = new Event();
+  const producer = (id, paceMs) => new Process({
+    target: { module: ROLES, export: 'queueProducer' }, args: [q, id, state, stop, MiB, paceMs], name: 'forksafe-demo-producer',
+  });
+  const live = producer(LIVE, 5);
+  const procs = [live];
+  const seen = new Map([[LIVE, []]]); // seqs received, per producer
+  let torn = 0;
+  // The current kill: when it was sent, and what came after it.
+  let k = null;
+  /** Gets one message and checks it: [id, seq], 'torn', or null (timed out). */
+  const receive = (timeout) => {
+    let m;
+    try {
+      m = q.get({ timeout });
+    } catch (e) {
+      if (e instanceof QueueEmptyError) return null;
+      throw e;
+    }
+    const r = checkMessage(m);
+    if (!r || !seen.has(r[0])) {
+      torn++;
+      return 'torn';
+    }
+    seen.get(r[0]).push(r[1]);
+    if (k) {
+      k.after++;
+      k.nextMs ??= msSince(k.t0);
+      if (r[0] === LIVE) {
+        k.liveAfter++;
+        if (r[1] > k.liveSeq) k.liveNextMs ??= msSince(k.t0);
+      }
+    }
+    return r;
+  };
+  const inOrder = (xs) => xs.every((x, i) => x === i);
+  try {
+    startChild(live);
+    for (const id of VICTIMS) {
+      const victim = producer(id, 0);
+      procs.push(victim);
+      seen.set(id, []);
+      k = null;
+      startChild(victim);
+      const warm = performance.now() + 10_000;
+      while ((seen.get(id).length < 3 || seen.get(LIVE).length < 1) && performance.now() < warm) receive(1000);
+      if (seen.get(id).length < 3 || seen.get(LIVE).length < 1) {
+        return bad(`the producers' first messages did not arrive within 10 s (${seen.get(id).length} and ${seen.get(LIVE).length})`);
+      }
+      // The victim between two puts (consuming meanwhile, so that it never waits for room)...
+      const between = performance.now() + 2000;
+      while (word(id, W.IN_PUT) !== 0 && performance.now() < between) receive(0);
+      if (word(id, W.IN_PUT) !== 0) return bad(`producer ${id} stayed inside put() for 2 s`);
+      const putUs = word(id, W.PUT_US); // how long its last put() took
+      // ...then entering the next one: kill it a random part of the way into it.
+      if (!spinUntil(() => word(id, W.IN_PUT) === 1, 2000)) return bad(`producer ${id} did not start another put() within 2 s`);
+      const entered = nowNs();
+      const delayUs = Math.random() * putUs * 0.5;
+      spinUntil(() => Number(nowNs() - entered) / 1000 >= delayUs, 100);
+      k = { t0: nowNs(), nextMs: null, liveNextMs: null, liveSeq: word(LIVE, W.SEQ), after: 0, liveAfter: 0 };
+      process.kill(victim.pid, 'SIGKILL'); // what the OOM killer does
+      Object.assign(k, { id, putUs, intoMs: Number(k.t0 - entered) / 1e6 });
+      // Go on consuming for 300 ms (longer if nothing came yet from the live producer: 3 s at most).
+      const keepOn = performance.now() + 300;
+      while (performance.now() < keepOn || (k.liveNextMs === null && performance.now() < keepOn + 3000)) receive(100);
+      if (!(await exitedWithin(victim, 3000))) return bad(`producer ${id} did not die within 3 s of SIGKILL`, k.nextMs);
+      k.seq = word(id, W.SEQ); // the message it was putting
+      k.insidePut = word(id, W.IN_PUT) === 1; // it never got to say that put() returned
+      if (k.insidePut) break;
+    }
+    stop.set();
+    if (!(await exitedWithin(live, 5000))) return bad('the live producer did not stop within 5 s', k.nextMs);
+    for (let i = 0; i < 100 && receive(200) !== null; i++); // what is left, until 200 ms pass without a message
+    // Checks: nothing torn, no gap, each victim's last message arrived whole or not at all.
+    if (torn) return bad(`${torn} torn message(s) received`, k.nextMs);
+    for (const [id, xs] of seen) {
+      if (!inOrder(xs)) return bad(`producer ${id}'s messages arrived with a gap or out of order`, k.nextMs);
+    }
+    const v = seen.get(k.id).length;
+    if (v !== k.seq && v !== k.seq + 1) return bad(`producer ${k.id}: ${v} messages received, it was putting #${k.seq} when killed`, k.nextMs);
+    if (k.nextMs === null || k.liveNextMs === null) return bad('no whole message from the live producer after the kill (3.3 s)', k.nextMs);
+    const tries = VICTIMS.indexOf(k.id);
+    const retried = tries ? ` (after ${tries} kill(s) that came just as a put() returned)` : '';
+    return ok(
+      `producer ${k.id} SIGKILLed ${fmtMs(k.intoMs)} after it entered a put() of a 1 MiB Buffer, ` +
+        `${k.insidePut ? 'before it returned' : 'just as it returned'}${retried} (its previous put() took ${fmtMs(k.putUs / 1000)}); ` +
+        `the consumer goes on: ${k.after} whole 1 MiB messages in the next 300 ms (checksums verified, ${k.liveAfter} from ` +
+        `the live producer, whose first one put after the kill came ${fmtMs(k.liveNextMs)} after it), none torn, no gap; ` +
+        `the message being put ${v === k.seq + 1 ? 'arrived whole' : 'never arrives (never half)'}`,
+      k.nextMs,
+    );
+  } finally {
+    stop.set();
+    for (const p of procs) await reap(p);
+    q.close();
+    state.close();
+    stop.close();
+  }
+}
+
+/**
+ * Row 13: consumer 1 gets an item of a JoinableQueue and is SIGKILLed before taskDone();
+ * consumer 2 does the other items, then gets the dead one's back; join() returns.
+ */
+async function fsJoinableConsumerKilled() {
+  const { JoinableQueue, Queue, Process } = spawnCtx;
+  const jq = new JoinableQueue();
+  const got = new Queue(); // [who, item], reported by the consumers
+  const victim = new Process({ target: { module: ROLES, export: 'takeOneAndHang' }, args: [jq, got], name: 'forksafe-demo-consumer' });
+  const other = new Process({ target: { module: ROLES, export: 'joinWorker' }, args: [jq, got], name: 'forksafe-demo-consumer' });
+  const next = () => {
+    try {
+      return got.get({ timeout: 8000 });
+    } catch (e) {
+      if (e instanceof QueueEmptyError) return null;
+      throw e;
+    }
+  };
+  try {
+    for (let i = 1; i <= 4; i++) jq.put(`task ${i}`);
+    startChild(victim);
+    const first = next();
+    if (!first || first[1] !== 'task 1') return bad(`consumer 1 reported ${JSON.stringify(first)}, not task 1 (8 s)`);
+    startChild(other);
+    const done = [next(), next(), next()].map((r) => r?.[1]);
+    if (done.join() !== 'task 2,task 3,task 4') return bad(`consumer 2 did ${JSON.stringify(done)}, not tasks 2 to 4 (8 s each)`);
+    if (jq.join({ timeout: 0 })) return bad('join() returned with task 1 not acknowledged');
+    process.kill(victim.pid, 'SIGKILL'); // before its taskDone()
+    const t0 = nowNs();
+    const joined = jq.join({ timeout: 3000 }); // bounded only so that a regression cannot hang the demo
+    const ms = msSince(t0);
+    if (!joined) return bad('join() did not return within 3 s of the kill', ms);
+    let again;
+    try {
+      again = got.get({ timeout: 1000 });
+    } catch {
+      again = null;
+    }
+    if (!again || again[0] !== 'other consumer' || again[1] !== 'task 1') {
+      return bad(`join() returned, but consumer 2 reported ${JSON.stringify(again)}, not task 1 redelivered`, ms);
+    }
+    jq.shutdown();
+    const end = await exitedWithin(other, 5000);
+    if (!end || end.code !== 0) return bad(`consumer 2 did not end cleanly at shutdown() (${end ? end.code ?? end.signal : 'still running'})`, ms);
+    return ok(
+      "the dead consumer's item (task 1, got and not acknowledged) goes back to the queue; the other consumer " +
+        'gets it and calls taskDone(); join() returns true',
+      ms,
+    );
+  } finally {
+    await reap(victim);
+    await reap(other);
+    jq.close();
+    got.close();
+  }
+}
+
 // ---------------------------------------------------------------- Python side
 
 const PYTHON = process.env.DEMO_PYTHON || 'python3';
@@ -882,6 +1072,42 @@ function pyForkserverStart(j) {
   };
 }
 
+function pyQueueProducerKilled(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  const a = j.after_kill ?? { whole: 0, torn: 0, from_live: 0 };
+  if (j.hung) {
+    const held = j.pipe_bytes_after_kill != null ? ` (the pipe held ${Math.round(j.pipe_bytes_after_kill / 1024)} KiB when the producer died)` : '';
+    const before = a.whole ? `${a.whole} whole message(s) already in the pipe come through, then ` : '';
+    const lock = j.write_lock_held
+      ? "; the live producer's messages stop too: its feeder thread waits forever for the queue's write lock, " +
+        'which the dead producer holds'
+      : '';
+    return {
+      text: `the consumer hangs: ${before}get(timeout=${j.timeout_s}) reads the length prefix and the first part of a ` +
+        `1 MiB message${held}, then waits for the rest, past its own timeout (stopped after ` +
+        `${Math.round(j.waited_ms / 1000)} s)${lock}`,
+      ms: j.waited_ms,
+      bug: true,
+    };
+  }
+  if (j.torn) return { text: `torn message: ${j.outcome}`, ms: j.waited_ms, bug: true };
+  return { text: `the consumer went on (${j.outcome}; ${a.whole} whole messages after the kill)`, ms: j.waited_ms, bug: false };
+}
+
+function pyJoinableConsumerKilled(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (j.hung) {
+    return {
+      text: `join() never returns: the item the killed consumer took (${j.killed_got}) is lost, not redelivered ` +
+        `(the other consumer's next get(timeout=${j.timeout_s}) raises Empty), and its task_done() never comes ` +
+        `(${j.unfinished ?? 'one'} task unfinished for good); join() has no timeout (stopped after ${j.timeout_s} s)`,
+      ms: j.waited_ms,
+      bug: true,
+    };
+  }
+  return { text: `join() returned${j.redelivered ? ' (the item was redelivered)' : ''}`, ms: j.waited_ms, bug: false };
+}
+
 // ---------------------------------------------------------------- the scenarios
 
 const ROWS = [
@@ -1014,6 +1240,35 @@ const ROWS = [
       "forksafe's default context forks workers from a pre-warmed forkserver instead of booting a node each " +
       "time (getContext('spawn')) and, unlike child_process.fork(), they can take forksafe primitives as args. " +
       'Python for comparison: its forkserver, spawn and fork methods (time: the forkserver median).',
+  },
+  {
+    title: 'Producer killed while putting to a queue',
+    py: { script: 'queue_producer_killed.py', args: [3], hardMs: 12_000, read: pyQueueProducerKilled },
+    fs: fsQueueProducerKilled,
+    fixed: 'no torn message, no hang',
+    legend:
+      'A producer putting large messages (1 MiB, checksummed) is SIGKILLed in the middle of a put (the OOM killer ' +
+      'again) while a second producer goes on. Python\'s mp.Queue hands each message to a feeder thread, which ' +
+      'writes it to a pipe (64 KiB of kernel buffer) under the queue\'s write lock: killed mid-message, it leaves ' +
+      'part of a message in the pipe and the lock taken. The consumer reads that part and waits for the rest ' +
+      'forever (get(timeout=3) too: its timeout only covers the wait for the first byte), and the live producer ' +
+      'can never send again. forksafe: producer 1 puts 1 MiB Buffers back to back into a getContext(\'spawn\').Queue ' +
+      '({ maxsize: 8 }) and is SIGKILLed at a random instant inside a put(); producer 2 puts one every 5 ms. A ' +
+      'message becomes visible only once it is whole, and one a dead producer left unfinished is passed over and ' +
+      'dropped, so the consumer keeps receiving whole messages (time: from SIGKILL to the next whole message).',
+  },
+  {
+    title: 'Consumer killed before task_done() (JoinableQueue join)',
+    py: { script: 'joinable_consumer_killed.py', args: [3], hardMs: 10_000, read: pyJoinableConsumerKilled },
+    fs: fsJoinableConsumerKilled,
+    fixed: 'item redelivered, join() returns',
+    legend:
+      'Four tasks in a JoinableQueue; consumer 1 gets the first and is SIGKILLed before task_done(), consumer 2 ' +
+      'does the other three. In Python the first task is gone (nothing gives it back) and its task_done() never ' +
+      'comes, so join(), which has no timeout, blocks forever. forksafe\'s JoinableQueue delivers at least once: ' +
+      'an item that a dead consumer had not acknowledged goes back to the front of the queue, consumer 2 (blocked ' +
+      'in get()) receives it and calls taskDone(), and join() returns (time: from SIGKILL to join() returning; ' +
+      'waiters look for dead consumers after each 50 ms wait slice without progress).',
   },
 ];
 
