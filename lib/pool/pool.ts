@@ -19,7 +19,8 @@ import { resolveModule, moduleSpec } from '../core/util';
 import { parseTimeout, validateObject, validateSignal, onAbort, offAbort, signalReason } from '../core/validate';
 import { Process, ForkProcess } from '../process/process';
 import { makePipe, Connection } from '../ipc/pipe';
-import type { ErrorInfo, FromWorker, WorkerSpec } from './worker';
+import type { ErrorInfo, WorkerSpec } from './worker';
+import { decodeResult, encodeTask, KIND } from './wire';
 
 const WORKER_MODULE = path.join(__dirname, 'worker.js');
 const PREFETCH = 32; // tasks a worker holds at once: one running, the others waiting in its pipe (only while tasks queue up)
@@ -226,7 +227,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
       method = checkMethod((context as { method: StartMethod }).method);
     } else throw invalidArgType('options.context', "a start method or a Context (getContext('spawn'))", context);
     this.#method = method;
-    this.#spec = { module: mod, initializer: initializer ?? null, initArgs: initArgs ?? [] };
+    this.#spec = { module: mod, initializer: initializer ?? null, initArgs: initArgs ?? [], method };
     this.#export = exp ?? 'default';
     this.#size = workers ?? Math.max(1, os.availableParallelism());
     this.#maxTasks = maxTasks ?? 0;
@@ -304,21 +305,21 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
 
   async #listen(w: Worker): Promise<void> {
     for (;;) {
-      let m: FromWorker;
+      let id: number, kind: number, rss: number, values: unknown[];
       try {
-        m = (await w.conn.recvAsync()) as FromWorker;
+        ({ id, kind, rss, values } = decodeResult((await w.conn.recvAsync()) as Buffer));
       } catch {
         return; // closed or the worker is gone: #exited handles it
       }
-      const [id, kind, value, rss] = m;
+      const value = kind === KIND.OK ? values : values[0];
       if (id === 0) {
-        if (kind === 'ready') {
+        if (kind === KIND.READY) {
           w.ready = true;
           this.#startFailures = 0;
           const t = w.tasks[0];
           if (t) this.#started(t);
           this.#dispatch();
-        } else if (kind === 'initfail') {
+        } else if (kind === KIND.INITFAIL) {
           w.retiring = true;
           this.#initFailure = rebuildError(value as ErrorInfo);
         }
@@ -328,7 +329,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
       if (!t || t.id !== id) continue; // a task the pool gave up on (its worker was being killed)
       w.tasks.shift();
       w.served++;
-      this.#settle(t, kind === 1, value);
+      this.#settle(t, kind === KIND.OK, value);
       const next = w.tasks[0];
       if (next) this.#started(next);
       if ((this.#maxTasks > 0 && w.served >= this.#maxTasks) || (this.#maxMemory > 0 && rss > this.#maxMemory)) this.#retire(w);
@@ -354,7 +355,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
 
   #sendExit(w: Worker): void {
     try {
-      w.conn.send([0, 'exit']);
+      w.conn.send(encodeTask(0, '', [], this.#method));
     } catch {
       w.proc.kill('SIGKILL');
     }
@@ -467,7 +468,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
         t.worker = w;
         w.tasks.push(t);
         try {
-          w.conn.send([t.id, t.name, t.args]);
+          w.conn.send(encodeTask(t.id, t.name, t.args, this.#method));
         } catch (e) {
           w.tasks.pop();
           t.worker = null;

@@ -2,19 +2,17 @@
 // (dist/pool/worker.js, export `serve`). It loads the task module, runs the
 // initializer, says it is ready, then runs tasks in the order they come on
 // its Connection and answers each one, with its RSS. docs/pool.md.
+import type { StartMethod } from '../core/layout';
 import { loadForkedTarget } from '../core/util';
 import type { Connection } from '../ipc/pipe';
+import { decodeTask, encodeResult, KIND } from './wire';
 
 export interface WorkerSpec {
   module: string;
   initializer: string | null;
   initArgs: unknown[];
+  method: StartMethod;
 }
-
-/** Messages parent -> worker: [id, exportName, args] (a chunk: args is an array of arguments), or [0, 'exit']. */
-export type ToWorker = [number, string, unknown[]] | [0, 'exit'];
-/** Messages worker -> parent: [id, 1, values, rss] | [id, 0, error, rss] | [0, 'ready', null, rss] | [0, 'initfail', error, rss]. */
-export type FromWorker = [number, number | string, unknown, number];
 
 export interface ErrorInfo {
   name: string;
@@ -47,50 +45,54 @@ function resolveFn(mod: Record<string, unknown>, name: string): (...a: unknown[]
 }
 
 export async function serve(conn: Connection, spec: WorkerSpec): Promise<number> {
+  const m = spec.method;
   let mod: Record<string, unknown>;
   try {
     mod = await loadForkedTarget(spec.module);
     if (spec.initializer) await resolveFn(mod, spec.initializer)(...spec.initArgs);
   } catch (e) {
-    conn.send([0, 'initfail', errorInfo(e), rss()]);
+    conn.send(encodeResult(0, KIND.INITFAIL, [errorInfo(e)], rss(), m));
     return 3;
   }
   const fns = new Map<string, (...a: unknown[]) => unknown>();
-  conn.send([0, 'ready', null, rss()]);
+  conn.send(encodeResult(0, KIND.READY, [], rss(), m));
   for (;;) {
-    // The next task is usually there already (the pool sends two at a time)
-    // or comes within microseconds: a short synchronous wait (it spins, then
-    // sleeps at most IDLE_MS) takes it without an event-loop round trip;
-    // after that the worker waits asynchronously, so a task's timers run.
-    let m: ToWorker;
+    // The next task is usually there already (the pool sends several at a
+    // time while tasks queue up) or comes within microseconds: a short
+    // synchronous wait (it spins, then sleeps at most IDLE_MS) takes it
+    // without an event-loop round trip; after that the worker waits
+    // asynchronously, so a task's timers run.
+    let buf: Buffer;
     try {
       try {
-        m = conn.recv({ timeout: IDLE_MS }) as ToWorker;
+        buf = conn.recv({ timeout: IDLE_MS }) as Buffer;
       } catch (e) {
         if ((e as { code?: string }).code !== 'ERR_FORKSAFE_QUEUE_EMPTY') throw e;
-        m = (await conn.recvAsync()) as ToWorker;
+        buf = (await conn.recvAsync()) as Buffer;
       }
     } catch (e) {
       if ((e as { code?: string }).code === 'ERR_FORKSAFE_PEER_CLOSED') return 0; // the pool is gone
       throw e;
     }
-    if (m[0] === 0) return 0;
-    const [id, name, chunk] = m as [number, string, unknown[]];
+    const { id, name, args } = decodeTask(buf);
+    if (id === 0) return 0; // asked to exit
     let fn = fns.get(name);
     const out: unknown[] = [];
+    let reply: Buffer;
     try {
       if (!fn) {
         fn = resolveFn(mod, name);
         fns.set(name, fn);
       }
-      for (const arg of chunk) {
+      for (const arg of args) {
         let v = fn(arg);
         if (v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function') v = await v;
         out.push(v);
       }
-      conn.send([id, 1, out, rss()]);
+      reply = encodeResult(id, KIND.OK, out, rss(), m);
     } catch (e) {
-      conn.send([id, 0, errorInfo(e), rss()]);
+      reply = encodeResult(id, KIND.ERROR, [errorInfo(e)], rss(), m);
     }
+    conn.send(reply);
   }
 }
