@@ -562,11 +562,13 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
       ? (items as AsyncIterable<A>)[Symbol.asyncIterator]()
       : (items as Iterable<A>)[Symbol.iterator]();
     const limit = Math.max(4, this.#size * PREFETCH * 2);
-    const inflight = new Map<number, Promise<{ k: number; v: unknown[] | null; e: unknown }>>();
+    // Completed chunks, in completion order; `wake` resolves the loop's wait.
+    const done: Array<{ k: number; v: unknown[] | null; e: unknown }> = [];
+    let wake: (() => void) | null = null;
     const results = new Map<number, { v: unknown[] | null; e: unknown }>();
-    let nextIn = 0, nextOut = 0, ended = false;
+    let nextIn = 0, nextOut = 0, inflight = 0, ended = false;
     const fill = async (): Promise<void> => {
-      while (!ended && inflight.size < limit) {
+      while (!ended && inflight < limit) {
         const chunk: A[] = [];
         while (chunk.length < chunksize) {
           const r = await it.next();
@@ -578,26 +580,36 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
         }
         if (chunk.length === 0) break;
         const k = nextIn++;
-        inflight.set(k, this.#submit(o.name, chunk, o).then((v) => ({ k, v, e: null }), (e) => ({ k, v: null, e })));
+        inflight++;
+        const settle = (x: { k: number; v: unknown[] | null; e: unknown }): void => {
+          done.push(x);
+          const w = wake;
+          wake = null;
+          w?.();
+        };
+        this.#submit(o.name, chunk, o).then((v) => settle({ k, v, e: null }), (e) => settle({ k, v: null, e }));
       }
     };
     try {
       await fill();
-      while (inflight.size > 0) {
-        const r = await Promise.race(inflight.values());
-        inflight.delete(r.k);
-        if (ordered) {
-          results.set(r.k, r);
-          while (results.has(nextOut)) {
-            const x = results.get(nextOut) as { v: unknown[] | null; e: unknown };
-            results.delete(nextOut);
-            nextOut++;
-            if (x.e) throw x.e;
-            for (const v of x.v as unknown[]) yield v as R;
+      while (inflight > 0) {
+        if (done.length === 0) await new Promise<void>((r) => (wake = r));
+        const batch = done.splice(0);
+        inflight -= batch.length;
+        for (const r of batch) {
+          if (ordered) {
+            results.set(r.k, r);
+            while (results.has(nextOut)) {
+              const x = results.get(nextOut) as { v: unknown[] | null; e: unknown };
+              results.delete(nextOut);
+              nextOut++;
+              if (x.e) throw x.e;
+              for (const v of x.v as unknown[]) yield v as R;
+            }
+          } else {
+            if (r.e) throw r.e;
+            for (const v of r.v as unknown[]) yield v as R;
           }
-        } else {
-          if (r.e) throw r.e;
-          for (const v of r.v as unknown[]) yield v as R;
         }
         await fill();
       }
