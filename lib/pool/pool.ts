@@ -194,6 +194,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
   #closed = false;
   #broken: Error | null = null;
   #startFailures = 0;
+  #killedStarts = 0; // consecutive starts ended by SIGKILL (not counted as failures)
   #idleWaiters: Array<() => void> = [];
   readonly #run = new Histogram();
   readonly #wait = new Histogram();
@@ -316,6 +317,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
         if (kind === KIND.READY) {
           w.ready = true;
           this.#startFailures = 0;
+          this.#killedStarts = 0;
           const t = w.tasks[0];
           if (t) this.#started(t);
           this.#dispatch();
@@ -374,10 +376,21 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
     if (!w.ready) {
       // It died before it was ready: a failed start.
       this.#counts.workersDied++;
+      const initFailed = this.#initFailure !== null;
       const cause = this.#initFailure ?? new WorkerDiedError(w.pid, info.signal, info.code, 'a worker died while starting');
       this.#initFailure = null;
       if (running) this.#queue.unshift(running);
-      if (!this.#closed) this.#startFailed(cause);
+      // SIGKILL is the OOM killer or an operator, not the task module: the
+      // worker is started again (after a growing pause) without counting
+      // towards breaking the pool. Anything else (an initializer that throws,
+      // a module that does not load, a crash, an exit) counts.
+      if (!this.#closed) {
+        if (info.signal === 'SIGKILL' && !initFailed) {
+          this.#killedStarts++;
+          const ms = Math.min(1000, 5 * 2 ** Math.min(8, this.#killedStarts - 1));
+          setTimeout(() => this.#spawn(), ms);
+        } else this.#startFailed(cause);
+      }
       this.#dispatch();
       this.#notifyIdle();
       return;
