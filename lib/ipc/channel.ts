@@ -268,8 +268,10 @@ export class Channel {
         this.repair();
       }
     }
+    const shut0 = ring.w(H.SHUT);
+    if (shut0 < 0 || shut0 > 2) throw new CorruptError(`shutdown word ${shut0}`);
     if (ring.w(H.COUNT) === 0) {
-      const shut = ring.w(H.SHUT);
+      const shut = shut0;
       if (shut === 2 || (shut === 1 && ring.w(H.RESV) === 0)) throw new QueueShutDownError();
       return undefined;
     }
@@ -393,7 +395,10 @@ export class Channel {
       hooks?.emptyCheck?.();
       if (timeout === 0) return undefined;
       // Spin a little: a producer that is running answers within microseconds.
-      if (this.spin(H.PUTSEQ, seq)) continue;
+      if (this.spin(H.PUTSEQ, seq)) {
+        if (deadline >= 0 && now() >= deadline) return undefined;
+        continue;
+      }
       let t = SLICE_MS;
       if (deadline >= 0) {
         const left = deadline - now();
