@@ -128,6 +128,7 @@ t.test('closed ends, handles, contexts, worker_threads', async (t) => {
     for (let i = 0; i < 50; i++) f.send(f.recv() * 2);
     f.close();
   `, { eval: true, workerData: f.handle() });
+  const workerExited = new Promise((r) => w.once('exit', r)); // attached now: the worker may end before we look
   f.close();
   let ok = 0;
   for (let i = 0; i < 50; i++) {
@@ -135,7 +136,7 @@ t.test('closed ends, handles, contexts, worker_threads', async (t) => {
     if ((await e.recvAsync({ timeout: 15_000 })) === i * 2) ok++;
   }
   t.equal(ok, 50, 'a worker_thread holds the other end');
-  await new Promise((r) => w.once('exit', r));
+  await workerExited;
   t.throws(() => e.recv({ timeout: 3000 }), PeerClosedError, 'the worker closed its end: PeerClosedError');
   t.throws(() => attach({ ...e.handle(), end: 5 }), { code: 'ERR_FORKSAFE_BAD_HANDLE' }, 'a handle with a bad end');
 });

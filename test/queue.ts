@@ -243,13 +243,14 @@ t.test('SimpleQueue and worker_threads', async (t) => {
     for (let i = 0; i < 1000; i++) q.put({ i, from: 'worker' });
     q.close();
   `, { eval: true, workerData: h });
+  const workerExited = new Promise((r) => w.once('exit', r)); // attached now: the worker may end before we look
   let ok = 0;
   for (let i = 0; i < 1000; i++) {
     const v = (await q.getAsync({ timeout: 15_000 })) as { i: number };
     if (v.i === i) ok++;
   }
   t.equal(ok, 1000, '1000 messages from a worker_thread, in order');
-  await new Promise((r) => w.once('exit', r));
+  await workerExited;
 });
 
 t.test('producers SIGKILLed at random instants of put(): nothing torn, no gap, no wait for the dead', async (t) => {
