@@ -126,7 +126,7 @@ const env = {
 // The set-up works or nothing below means anything: a node started with this
 // environment runs the ASan runtime and the sanitized addon.
 {
-  const probe = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(join(root, 'dist', 'binding.js'))});
+  const probe = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(join(root, 'dist', 'core', 'binding.js'))});
     const maps = require('fs').readFileSync('/proc/self/maps', 'utf8');
     process.stdout.write(JSON.stringify({ asan: maps.includes('libasan'), addon: maps.includes(${JSON.stringify(addon)}) }));`],
   { cwd: root, env, encoding: 'utf8' });

@@ -8,10 +8,12 @@ import {
   Process, attach, setForkserverPreload, startForkserver, stopForkserver, forkserverPid, fork, exit, atfork,
   forkSafety, forkFlags, ForkedChild, ForkChildUnwind, ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError,
   NotRecoverableError, ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError,
+  Queue, SimpleQueue, JoinableQueue, Connection, Pipe, Pool, QueueEmptyError, QueueFullError, QueueShutDownError,
+  PeerClosedError, CorruptError, WorkerDiedError, PoolClosedError, PoolBrokenError,
 } from 'forksafe';
 import type {
   Context, StartMethod, AcquireOptions, LockGuard, LockHandle, SemaphoreOptions, WaitOptions, BarrierOptions,
-  SharedMemoryOptions, ProcessOptions, ExitInfo, Target, AtforkHooks, Handle,
+  SharedMemoryOptions, ProcessOptions, ExitInfo, Target, AtforkHooks, Handle, QueueOptions, PoolOptions, RunOptions,
 } from 'forksafe';
 
 export async function everything(): Promise<void> {
@@ -100,8 +102,46 @@ export async function everything(): Promise<void> {
 
   const buf: Buffer = Buffer.alloc(1);
   void buf;
+
+  const qOpts: QueueOptions = { maxsize: 10, capacity: 1 << 16 };
+  const q = new Queue<{ n: number }>(qOpts);
+  q.put({ n: 1 });
+  const item: { n: number } = q.get({ timeout: 10 });
+  await q.putAsync(item);
+  for await (const x of q) {
+    void x.n;
+    break;
+  }
+  const n: number = q.qsize();
+  void n;
+  q.close();
+  const sq = new SimpleQueue<string>();
+  sq.put('x');
+  sq.close();
+  const jq = new JoinableQueue<number>();
+  jq.put(1);
+  jq.get();
+  jq.taskDone();
+  const joined: boolean = await jq.joinAsync({ timeout: 10 });
+  void joined;
+  jq.close();
+  const [ca, cb]: [Connection, Connection] = Pipe();
+  ca.send('hi');
+  const got2: unknown = await cb.recvAsync({ timeout: 10 });
+  void got2;
+  ca.close();
+  cb.close();
+  const pOpts: PoolOptions = { module: './task.js', workers: 1 };
+  const pool = new Pool<number, number>(poolOpts);
+  const ro: RunOptions = { timeout: 1000 };
+  const res: number = await pool.run(1, ro);
+  const all: number[] = await pool.map([1, 2], { chunksize: 1 });
+  void res;
+  void all;
+  await pool.close();
   for (const E of [ForksafeError, ContextError, OwnerDiedError, NotOwnerError, DeadlockError, NotRecoverableError,
-    ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError, ForkChildUnwind]) {
+    ClosedError, ForkUnsafeError, BrokenBarrierError, TimeoutError, ForkChildUnwind, QueueEmptyError, QueueFullError,
+    QueueShutDownError, PeerClosedError, CorruptError, WorkerDiedError, PoolClosedError, PoolBrokenError]) {
     const e: unknown = new Error('x');
     if (e instanceof E) throw e;
   }
