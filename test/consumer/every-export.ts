@@ -131,7 +131,7 @@ export async function everything(): Promise<void> {
   void got2;
   ca.close();
   cb.close();
-  const pOpts: PoolOptions = { module: './task.js', workers: 1 };
+  const poolOpts: PoolOptions = { module: './task.js', workers: 1 };
   const pool = new Pool<number, number>(poolOpts);
   const ro: RunOptions = { timeout: 1000 };
   const res: number = await pool.run(1, ro);
