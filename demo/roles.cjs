@@ -94,13 +94,25 @@ exports.lockHolderThread = function lockHolderThread() {
 };
 
 /**
- * Row 10, a task of the example pool (examples/pool/): what the Python script's
- * task does. Task `bad` SIGKILLs its own worker, as the OOM killer would.
+ * Row 10, a task of forksafe's Pool (this file is the pool's task module): what the
+ * Python script's task does. Task `bad` SIGKILLs its own worker, as the OOM killer would.
  */
 exports.poolSquare = async function poolSquare({ x, bad }) {
   if (x === bad) process.kill(process.pid, 'SIGKILL');
   await new Promise((resolve) => setTimeout(resolve, 50));
   return x * x;
+};
+
+/** Row 14, a Pool task: [x * x, the worker's pid] after `ms` milliseconds. */
+exports.poolSquarePid = async function poolSquarePid({ x, ms }) {
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return [x * x, process.pid];
+};
+
+/** Row 14, a Pool task that hangs: it never returns (bounded, so that a stray worker still ends). */
+exports.poolHang = function poolHang() {
+  sleepMs(STRAY_MS);
+  return 'never';
 };
 
 /** Row 11: the worker's first message back (start-up time), then it exits. */

@@ -13,11 +13,12 @@
 //     them in a child `node --single-threaded demo/run.mjs --fork-scenario <name>` that
 //     prints one JSON line (same hard timeout and process-group kill as the Python
 //     scripts, so its forked children cannot outlive the demo either).
-//     Rows 10 and 11 use the default 'forkserver' context: row 10 runs the example
-//     pool of examples/pool/, row 11 times worker start-up (its Python script runs
-//     alone, after the others, so that they do not disturb its timings).
-//     Rows 12 and 13 pass messages between this process and spawn children through a
-//     Queue and a JoinableQueue (in shared memory), killing a producer or a consumer.
+//     Rows 10, 11 and 14 use the default 'forkserver' context: rows 10 and 14 run the
+//     package's Pool (its task module is demo/roles.cjs), row 11 times worker start-up
+//     (its Python script runs alone, after the others, so that they do not disturb its
+//     timings). Rows 12 and 13 pass messages between this process and spawn children
+//     through a Queue and a JoinableQueue (in shared memory), killing a producer or a
+//     consumer.
 //
 // Exit status: 0 when every forksafe cell behaved as expected, 1 otherwise (a regression).
 // The Python column never changes the exit status: it shows what Python does here.
@@ -29,10 +30,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import {
-  getContext, fork, exit, forkSafety, forkFlags, startForkserver,
+  getContext, fork, exit, forkSafety, forkFlags, startForkserver, Pool,
   ContextError, DeadlockError, ForkUnsafeError, NotOwnerError, OwnerDiedError, QueueEmptyError,
+  TimeoutError, WorkerDiedError,
 } from 'forksafe';
-import { Pool, WorkerDiedError } from '../examples/pool/pool.js';
 import { checkMessage, PRODUCER_WORDS } from './roles.cjs';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -550,7 +551,7 @@ const median = (xs) => {
   return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
 };
 
-/** Resolves with `p`'s value, or `fallback` after `ms` (bounds every wait of rows 10 and 11). */
+/** Resolves with `p`'s value, or `fallback` after `ms` (bounds every wait of rows 10, 11 and 14). */
 async function orAfter(p, ms, fallback) {
   let timer;
   try {
@@ -560,15 +561,29 @@ async function orAfter(p, ms, fallback) {
   }
 }
 
+/** A Pool of 2 forkserver workers whose task module is demo/roles.cjs, both workers serving. */
+async function startPool(exportName) {
+  const pool = new Pool({ workers: 2, module: ROLES, export: exportName });
+  const up = Promise.all([0, 1].map(() => pool.run({ x: 0, ms: 100 }, { name: 'poolSquarePid' })));
+  const pids = await orAfter(up, 8000, null);
+  return { pool, up: pids !== null && new Set(pids.map(([, pid]) => pid)).size === 2 };
+}
+
+/** Stops a pool of rows 10 and 14 (bounded: close(), then terminate()). */
+async function stopPool(pool) {
+  await orAfter(pool.close({ timeout: 3000 }), 9000, null);
+  await pool.terminate();
+}
+
 /**
- * Row 10: the example pool (examples/pool/, 2 forkserver workers) maps the Python
- * script's six tasks (x = 0..5, which the pool numbers #0..#5); task #3 SIGKILLs its own worker.
+ * Row 10: forksafe's Pool (2 forkserver workers) runs the Python script's six tasks
+ * (x = 0..5, numbered #0..#5); task #3 SIGKILLs its own worker.
  */
 async function fsPoolKilledWorker() {
-  const pool = new Pool({ workers: 2, module: ROLES, export: 'poolSquare' });
+  const { pool, up } = await startPool('poolSquare');
   const TIMEOUT = Symbol('timeout');
   try {
-    if ((await orAfter(pool.ready(), 8000, TIMEOUT)) === TIMEOUT) return bad('the pool did not start 2 workers within 8 s');
+    if (!up) return bad('the pool did not start 2 workers within 8 s');
     const before = pool.pids;
     const t0 = nowNs();
     const runs = [0, 1, 2, 3, 4, 5].map((x) => pool.run({ x, bad: 3 }));
@@ -579,21 +594,85 @@ async function fsPoolKilledWorker() {
     if (lost.status !== 'rejected' || !(lost.reason instanceof WorkerDiedError) || lost.reason.signal !== 'SIGKILL') {
       return bad(`task #3 (x = 3): ${lost.status === 'fulfilled' ? `resolved ${lost.value}` : `${lost.reason?.name}: ${lost.reason?.message}`}`, ms);
     }
+    if (!before.includes(lost.reason.pid)) return bad(`WorkerDiedError names pid ${lost.reason.pid}, not one of the workers ${before}`, ms);
     const others = settled.filter((_, i) => i !== 3).map((r) => (r.status === 'fulfilled' ? r.value : `${r.reason?.name}`));
     if (others.join() !== '0,1,4,16,25') return bad(`the other tasks gave ${others.join(', ')} (expected 0, 1, 4, 16, 25)`, ms);
-    if ((await orAfter(pool.ready(), 8000, TIMEOUT)) === TIMEOUT) return bad('no replacement worker within 8 s', ms);
-    const fresh = pool.pids.filter((pid) => !before.includes(pid));
-    if (pool.pids.length !== 2 || fresh.length !== 1) return bad(`workers ${before} before, ${pool.pids} after: no replacement`, ms);
     const again = await orAfter(pool.map([7, 8].map((x) => ({ x }))), 8000, TIMEOUT);
     if (again === TIMEOUT || again.join() !== '49,64') return bad('the pool did not serve new tasks after the death', ms);
+    const fresh = pool.pids.filter((pid) => !before.includes(pid));
+    if (pool.pids.length !== 2 || fresh.length !== 1) return bad(`workers ${before} before, ${pool.pids} after: no replacement`, ms);
     return {
-      ...ok(`task #3 (x = 3) rejects with WorkerDiedError naming SIGKILL; the 5 others complete (${others.join(', ')}); ` +
+      ...ok(`task #3 (x = 3) rejects with WorkerDiedError naming its pid and SIGKILL; the 5 others complete (${others.join(', ')}); ` +
         `replacement worker ${fresh[0]} started and serves the next tasks`, ms),
       message: lost.reason.message,
     };
   } finally {
-    await orAfter(pool.close({ timeout: 3000 }), 5000, null);
-    await pool.terminate();
+    await stopPool(pool);
+  }
+}
+
+/**
+ * Row 14: forksafe's Pool (2 forkserver workers): one task hangs, run with { timeout };
+ * four quick tasks are given at the same time. Then two 0.3 s tasks at once, then close().
+ */
+async function fsPoolHungTask() {
+  const TIMEOUT_MS = 1000;
+  const { pool, up } = await startPool('poolSquarePid');
+  const TIMEOUT = Symbol('timeout');
+  const exits = [];
+  pool.on('workerExit', (e) => exits.push(e));
+  try {
+    if (!up) return bad('the pool did not start 2 workers within 8 s');
+    const before = pool.pids;
+    const t0 = nowNs();
+    const hung = pool.run(null, { name: 'poolHang', timeout: TIMEOUT_MS }).then(
+      (v) => ({ v, ms: msSince(t0) }),
+      (e) => ({ e, ms: msSince(t0) }),
+    );
+    const quick = [0, 1, 2, 3].map((x) => pool.run({ x, ms: 50 }).then((v) => ({ v, ms: msSince(t0) })));
+    const h = await orAfter(hung, 8000, TIMEOUT);
+    if (h === TIMEOUT) return bad(`run(arg, { timeout: ${TIMEOUT_MS} }) of the hung task did not settle within 8 s`);
+    if (!(h.e instanceof TimeoutError)) return bad(`the hung task: ${h.e ? `${h.e.name}: ${h.e.message}` : `resolved ${h.v}`}`, h.ms);
+    const done = await orAfter(Promise.all(quick), 8000, TIMEOUT);
+    if (done === TIMEOUT) return bad('the four quick tasks did not complete within 8 s', h.ms);
+    if (done.map((d) => d.v[0]).join() !== '0,1,4,9') return bad(`the quick tasks gave ${done.map((d) => d.v[0])}`, h.ms);
+    const killed = exits.find((e) => e.signal === 'SIGKILL');
+    if (exits.length !== 1 || !killed || !before.includes(killed.pid)) {
+      return bad(`workers that exited: ${JSON.stringify(exits)} (expected the hung one only, SIGKILLed)`, h.ms);
+    }
+    const healthy = before.find((pid) => pid !== killed.pid);
+    if (!pool.pids.includes(healthy)) return bad(`the healthy worker ${healthy} is gone too`, h.ms);
+    const fresh = pool.pids.filter((pid) => !before.includes(pid));
+    if (pool.pids.length !== 2 || fresh.length !== 1) return bad(`workers ${before} before, ${pool.pids} after: no replacement`, h.ms);
+    // The pool has its two workers again: two 0.3 s tasks given together run at once.
+    const t1 = nowNs();
+    const pair = await orAfter(Promise.all([5, 6].map((x) => pool.run({ x, ms: 300 }))), 8000, TIMEOUT);
+    const pairMs = msSince(t1);
+    if (pair === TIMEOUT) return bad('two tasks after the kill did not complete within 8 s', h.ms);
+    const pairPids = [...new Set(pair.map(([, pid]) => pid))];
+    if (pairPids.length !== 2 || !pairPids.includes(fresh[0])) return bad(`the two tasks ran on ${pairPids}, not on both workers (${pool.pids})`, h.ms);
+    const t2 = nowNs();
+    const closed = await orAfter(pool.close(), 8000, TIMEOUT);
+    const closeMs = msSince(t2);
+    if (closed === TIMEOUT) return bad('close() did not return within 8 s', h.ms);
+    const fast = done.filter((d) => d.ms < TIMEOUT_MS).length;
+    const late = done.length - fast;
+    const lateText = late
+      ? `; ${late} of them had been sent to the hung worker behind it, went back to the queue at the kill and completed ` +
+        `${fmtMs(Math.max(...done.map((d) => d.ms)))} after the start`
+      : '';
+    return {
+      ...ok(
+        `run(arg, { timeout: ${TIMEOUT_MS} }) rejects with TimeoutError and SIGKILLs that worker only (pid ${killed.pid}); ` +
+          `the 4 quick tasks complete (${fast} within ${fmtMs(Math.max(...done.filter((d) => d.ms < TIMEOUT_MS).map((d) => d.ms), 0))}` +
+          `${lateText}); worker ${healthy} goes on, replacement ${fresh[0]} starts: two 0.3 s tasks then run at once ` +
+          `(${fmtMs(pairMs)}, both workers); close() returns in ${fmtMs(closeMs)}`,
+        h.ms,
+      ),
+      message: h.e.message,
+    };
+  } finally {
+    await stopPool(pool);
   }
 }
 
@@ -1061,6 +1140,23 @@ function pyPoolKilledWorker(j) {
   return { text: `map() returned ${JSON.stringify(j.result)}`, ms: j.waited_ms, bug: false };
 }
 
+function pyPoolHungTask(j) {
+  if (j.error) return { text: j.error, ms: null, bug: null };
+  if (!j.timed_out) return { text: 'get(timeout) returned a result', ms: j.get_ms, bug: false };
+  if (j.hung_alive) {
+    const one = j.pair_pids?.length === 1 ? ` (two 0.3 s tasks given together take ${fmtMs(j.pair_ms)}: one after the other)` : '';
+    const join = j.join_hung ? `; close() + join() never returns (stopped after ${j.join_wait_s} s)` : '';
+    return {
+      text: `get(timeout=${j.timeout_s}) raises TimeoutError, but the worker stays inside the hung task: Pool has no ` +
+        `per-task timeout and no way to stop one task or one worker. The 4 quick tasks run on the other worker; the pool ` +
+        `serves on with one worker${one}${join}; only terminate(), which kills every worker, frees it`,
+      ms: j.get_ms,
+      bug: true,
+    };
+  }
+  return { text: 'the worker of the timed-out task was freed', ms: j.get_ms, bug: false };
+}
+
 function pyForkserverStart(j) {
   const one = (k, label) => (j[k]?.median_ms != null ? `${label} ${fmtMs(j[k].median_ms)}` : `${label} failed`);
   const n = j.forkserver?.ms?.length ?? j.spawn?.ms?.length ?? 0;
@@ -1223,10 +1319,10 @@ const ROWS = [
       'Pool(2).map over six tasks, x = 0..5 (the pool numbers them #0..#5); task #3 (x = 3) SIGKILLs its own worker ' +
       '(the OOM killer again). Python\'s Pool starts ' +
       'a new worker but forgets the task the dead one was running: map() waits for its result forever. The ' +
-      'forksafe side is the example pool of examples/pool/ (forkserver workers, one SharedMemory mailbox each, ' +
-      'plain JavaScript on the public API only): each worker\'s Process.exited settles within milliseconds of its ' +
-      'death, so the lost task rejects with WorkerDiedError (or is retried, with { retries: 1 }), the other ' +
-      'five complete, and a replacement worker serves the next tasks (time: map start to the last task settled).',
+      'forksafe side is the package\'s Pool (two forkserver workers, a Pipe each, the tasks in demo/roles.cjs): ' +
+      'each worker\'s Process.exited settles within milliseconds of its death, so the lost task rejects with ' +
+      'WorkerDiedError naming the pid and the signal (or is re-run, with { retries: 1 }), the other five ' +
+      'complete, and a replacement worker serves the next tasks (time: the six run() calls to the last one settled).',
   },
   {
     title: 'Worker start-up',
@@ -1269,6 +1365,21 @@ const ROWS = [
       'an item that a dead consumer had not acknowledged goes back to the front of the queue, consumer 2 (blocked ' +
       'in get()) receives it and calls taskDone(), and join() returns (time: from SIGKILL to join() returning; ' +
       'waiters look for dead consumers after each 50 ms wait slice without progress).',
+  },
+  {
+    title: 'A task that hangs in a process pool',
+    py: { script: 'pool_hung_task.py', args: [1, 1], hardMs: 10_000, read: pyPoolHungTask },
+    fs: fsPoolHungTask,
+    fixed: 'only that worker is killed',
+    legend:
+      'Pool(2): one task never returns (a stuck read, a deadlock), four quick ones are given at the same time. ' +
+      'Python\'s AsyncResult.get(timeout=1) raises TimeoutError, but that only ends the wait: the worker stays in ' +
+      'the task for good, the pool has one worker less, close() + join() waits forever, and the one way out is ' +
+      'terminate(), which kills every worker and every task (ProcessPoolExecutor is no better: future.cancel() ' +
+      'cannot stop a running task). forksafe\'s pool.run(arg, { timeout: 1000 }) rejects with TimeoutError and ' +
+      'SIGKILLs the worker of that task only; the other worker goes on and a replacement starts. While tasks queue ' +
+      'up, the pool sends each worker several at once: quick tasks it had sent to the hung worker, behind the hung ' +
+      'one, wait until the kill, then go back to the front of the queue (time: run() to the TimeoutError).',
   },
 ];
 

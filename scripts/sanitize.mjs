@@ -38,8 +38,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 //   docs-examples.ts, package.ts
 //                              run examples through `env -i` or an installed
 //                              tarball: their processes load the normal addon.
-//   pool.ts                    examples/pool on top of Process: nothing native
-//                              the files below do not run, and ~1 min under ASan.
+//   pool.ts                    the Pool (lib/pool) on top of Process and Pipe:
+//                              nothing native the files below do not run.
 //   leaks.ts                   counts mappings, fds and /dev/shm entries, which
 //                              no sanitizer checks (LeakSanitizer is off: node
 //                              does not free everything at exit); ~35 s here.
