@@ -253,3 +253,38 @@ t.test('bad options are coded errors', async (t) => {
   t.throws(() => new Pool({ module: TASKS, context: 'nope' as never }), { code: 'ERR_INVALID_ARG_VALUE' });
   t.throws(() => new Pool({ module: TASKS, initArgs: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
 });
+
+t.test('regressions: big arguments both ways, retirement, close() after failures, maxQueue, long timeouts, the start failure\'s cause', async (t) => {
+  const one = new Pool<string, string>({ module: TASKS, workers: 1, export: 'echo' });
+  const items = Array.from({ length: 100 }, (_, i) => String(i).padEnd(30_000, 'x'));
+  const out = await within(one.map(items), 30_000, 'map of 30 KB strings (both pipes full at once)');
+  t.equal(out.length, 100, 'arguments and results that fill both pipes: no deadlock');
+  t.equal(out[99], items[99]);
+  await closed(t, one, one.pids);
+  const mem = new Pool({ module: TASKS, workers: 1, maxWorkerMemory: 100 * 1024 * 1024 });
+  await Promise.all(Array.from({ length: 4 }, () => mem.run(120 as never, { name: 'alloc' })));
+  await sleep(500);
+  t.ok(mem.pids.length <= 2, `retired workers exit: ${mem.pids.length} running for size 1`);
+  await closed(t, mem, mem.pids);
+  const p = new Pool({ module: TASKS, workers: 1 });
+  const bad = p.run((() => 1) as never).then(() => null, (e) => e);
+  const ac = new AbortController();
+  const queued = p.run({ x: 1, ms: 10 } as never, { name: 'slowDouble', signal: ac.signal }).then(() => null, (e) => e);
+  ac.abort();
+  await within(p.close(), 10_000, 'close() after a task that cannot be sent and one aborted while queued');
+  t.equal((await bad)?.code, 'ERR_INVALID_ARG_TYPE');
+  t.equal((await queued)?.name, 'AbortError');
+  const q0 = new Pool({ module: TASKS, workers: 2, maxQueue: 0 });
+  t.equal(await q0.run(1), 2, 'maxQueue: 0 on a pool with free workers: runs');
+  t.same(await q0.map(Array.from({ length: 50 }, (_, i) => i)), Array.from({ length: 50 }, (_, i) => i * 2), 'map() stays within maxQueue');
+  await closed(t, q0, q0.pids);
+  const lt = new Pool({ module: TASKS, workers: 1 });
+  t.equal(await lt.run({ x: 100, ms: 50 } as never, { name: 'slowDouble', timeout: 2 ** 31 }), 200, 'a timeout beyond what a timer holds never fires');
+  await closed(t, lt, lt.pids);
+  for (let i = 0; i < 3; i++) {
+    const b = new Pool({ module: TASKS, workers: 2, context: 'spawn', initializer: 'initFails' });
+    const e = await within(b.run(1), 30_000, 'broken pool').catch((x) => x);
+    t.match(e?.cause, { message: 'initializer failed on purpose' }, `the cause is the initializer's error (${i + 1})`);
+    await b.terminate();
+  }
+});

@@ -192,6 +192,25 @@ export class Connection<T = unknown> {
     return got.value as T;
   }
 
+  /** @internal send() that never waits: false when the pipe is full. PeerClosedError as send(). */
+  _trySend(obj: T): boolean {
+    this._c();
+    const ch = this._sender();
+    const e = ch.encode(obj, 'Connection.send()');
+    return ch.put(e, 0, this._hooksS);
+  }
+
+  /**
+   * @internal The next message if one comes within `ms` (polling, then
+   * sleeping: blocks this thread that long), else undefined. For a reader
+   * that expects an answer within microseconds (the Pool's parent side).
+   */
+  _recvWithin(ms: number): T | undefined {
+    const ch = this._receiver();
+    const got = ch.get(ms, this._hooksR);
+    return got ? (got.value as T) : undefined;
+  }
+
   recvBytes(opts?: { timeout?: number }): Buffer {
     const v = this.recv(opts) as unknown;
     if (Buffer.isBuffer(v)) return v;

@@ -25,6 +25,7 @@ import { decodeResult, encodeTask, KIND } from './wire';
 const WORKER_MODULE = path.join(__dirname, 'worker.js');
 const PREFETCH = 32; // tasks a worker holds at once: one running, the others waiting in its pipe (only while tasks queue up)
 const START_FAILURES = 3; // consecutive failed starts that break the pool
+const SPIN_MS = 0.15;
 
 export interface PoolOptions {
   module: string | URL;
@@ -75,6 +76,8 @@ interface Worker {
   retiring: boolean;
   dead: boolean;
   killedFor: Error | null; // why the pool killed it (timeout, abort): the running task's error
+  exitPending: boolean; // the exit request did not fit in its pipe yet
+  initFailure: Error | null; // what its initializer or module load threw
 }
 
 /** A histogram of milliseconds: count, mean, min, max and percentiles from log buckets. */
@@ -255,6 +258,13 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
     return n;
   }
 
+  /** Workers, ready or starting, with nothing to do: a task for each of them is not waiting. */
+  #freeWorkers(): number {
+    let n = 0;
+    for (const w of this.#workers) if (!w.retiring && !w.dead && w.tasks.length === 0) n++;
+    return n;
+  }
+
   /** Tasks given and not yet settled (queued + running). */
   get pending(): number {
     let n = this.#queue.length;
@@ -283,10 +293,13 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
       return;
     }
     theirs.close(); // the child holds its own (in transit until it attaches)
-    const w: Worker = { proc, conn: mine, pid: proc.pid as number, ready: false, tasks: [], served: 0, retiring: false, dead: false, killedFor: null };
+    const w: Worker = {
+      proc, conn: mine, pid: proc.pid as number, ready: false, tasks: [], served: 0, retiring: false, dead: false,
+      killedFor: null, exitPending: false, initFailure: null,
+    };
     this.#workers.add(w);
     this.#counts.workersStarted++;
-    this.emit('workerSpawn', { pid: w.pid });
+    process.nextTick(() => this.emit('workerSpawn', { pid: w.pid })); // after the constructor: listeners are on by then
     void proc.exited.then((info) => this.#exited(w, info));
     void this.#listen(w);
   }
@@ -306,64 +319,106 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
 
   async #listen(w: Worker): Promise<void> {
     for (;;) {
-      let id: number, kind: number, rss: number, values: unknown[];
+      let m: unknown;
       try {
-        ({ id, kind, rss, values } = decodeResult((await w.conn.recvAsync()) as Buffer));
+        m = await w.conn.recvAsync();
       } catch {
         return; // closed or the worker is gone: #exited handles it
       }
-      const value = kind === KIND.OK ? values : values[0];
-      if (id === 0) {
-        if (kind === KIND.READY) {
-          w.ready = true;
-          this.#startFailures = 0;
-          this.#killedStarts = 0;
-          const t = w.tasks[0];
-          if (t) this.#started(t);
-          this.#dispatch();
-        } else if (kind === KIND.INITFAIL) {
-          w.retiring = true;
-          this.#initFailure = rebuildError(value as ErrorInfo);
-        }
-        continue;
-      }
-      const t = w.tasks[0];
-      if (!t || t.id !== id) continue; // a task the pool gave up on (its worker was being killed)
-      w.tasks.shift();
-      w.served++;
-      this.#settle(t, kind === KIND.OK, value);
-      const next = w.tasks[0];
-      if (next) this.#started(next);
-      if ((this.#maxTasks > 0 && w.served >= this.#maxTasks) || (this.#maxMemory > 0 && rss > this.#maxMemory)) this.#retire(w);
-      this.#dispatch();
+      this.#onMessage(w, m as Buffer);
     }
   }
 
-  #initFailure: Error | null = null;
+  /**
+   * A task went to an idle worker: its answer usually comes within
+   * microseconds, so a short synchronous wait (at most SPIN_MS, only then)
+   * takes it without the round trip through the waiter thread and the event
+   * loop that the listener's recvAsync() costs (~70 us here).
+   */
+  #expect(w: Worker): void {
+    queueMicrotask(() => {
+      if (w.dead || !w.ready || w.tasks.length === 0 || !w.conn.readable) return;
+      let m: unknown;
+      try {
+        m = w.conn._recvWithin(SPIN_MS);
+      } catch {
+        return;
+      }
+      if (m !== undefined) this.#onMessage(w, m as Buffer);
+    });
+  }
+
+  #onMessage(w: Worker, buf: Buffer): void {
+    let id: number, kind: number, rss: number, values: unknown[];
+    try {
+      ({ id, kind, rss, values } = decodeResult(buf));
+    } catch {
+      this.#kill(w, new WorkerDiedError(w.pid, null, null, 'a worker sent a message the pool cannot read'));
+      return;
+    }
+    const value = kind === KIND.OK ? values : values[0];
+    if (id === 0) {
+      if (kind === KIND.READY) {
+        w.ready = true;
+        this.#startFailures = 0;
+        this.#killedStarts = 0;
+        const t = w.tasks[0];
+        if (t) this.#started(t);
+        this.#dispatch();
+      } else if (kind === KIND.INITFAIL) {
+        w.retiring = true;
+        w.initFailure = rebuildError(value as ErrorInfo);
+      }
+      return;
+    }
+    // By id: a worker answers in order, but the listener's recvAsync() and
+    // #expect() may hand two answers over in the other order.
+    const i = w.tasks.findIndex((x) => x.id === id);
+    if (i < 0) return; // a task the pool gave up on (aborted, or its worker was being killed)
+    const [t] = w.tasks.splice(i, 1);
+    w.served++;
+    this.#settle(t, kind === KIND.OK, value);
+    const next = w.tasks[0];
+    if (i === 0 && next) this.#started(next);
+    if (w.exitPending) {
+      w.exitPending = false;
+      this.#sendExit(w);
+    }
+    if ((this.#maxTasks > 0 && w.served >= this.#maxTasks) || (this.#maxMemory > 0 && rss > this.#maxMemory)) this.#retire(w);
+    this.#dispatch();
+  }
+
 
   #retire(w: Worker): void {
     if (w.retiring) return;
     w.retiring = true;
     this.#counts.workersRetired++;
-    // Its queued tasks go back to the front; it finishes the one it runs.
-    const rest = w.tasks.splice(1);
-    for (const t of rest.reverse()) {
-      t.worker = null;
-      this.#queue.unshift(t);
-    }
-    if (w.tasks.length === 0) this.#sendExit(w);
+    // The tasks already sent to it are in its pipe and will run: the exit
+    // request goes behind them. A replacement starts now.
+    this.#sendExit(w);
     this.#spawn();
   }
 
   #sendExit(w: Worker): void {
     try {
-      w.conn.send(encodeTask(0, '', [], this.#method));
+      if (!w.conn._trySend(encodeTask(0, '', [], this.#method))) w.exitPending = true; // sent after its next result
     } catch {
       w.proc.kill('SIGKILL');
     }
   }
 
   #exited(w: Worker, info: { code: number | null; signal: NodeJS.Signals | null }): void {
+    // What it sent before it went (results, an initializer's error) is read first.
+    for (let i = 0; i < 1000 && !w.dead; i++) {
+      let m: unknown;
+      try {
+        m = w.conn._recvWithin(0);
+      } catch {
+        break;
+      }
+      if (m === undefined) break;
+      this.#onMessage(w, m as Buffer);
+    }
     w.dead = true;
     this.#workers.delete(w);
     w.conn.close();
@@ -375,10 +430,9 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
     }
     if (!w.ready) {
       // It died before it was ready: a failed start.
-      this.#counts.workersDied++;
-      const initFailed = this.#initFailure !== null;
-      const cause = this.#initFailure ?? new WorkerDiedError(w.pid, info.signal, info.code, 'a worker died while starting');
-      this.#initFailure = null;
+      if (!this.#closed) this.#counts.workersDied++;
+      const initFailed = w.initFailure !== null;
+      const cause = w.initFailure ?? new WorkerDiedError(w.pid, info.signal, info.code, 'a worker died while starting');
       if (running) this.#queue.unshift(running);
       // SIGKILL is the OOM killer or an operator, not the task module: the
       // worker is started again (after a growing pause) without counting
@@ -395,7 +449,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
       this.#notifyIdle();
       return;
     }
-    if (!w.retiring || running) this.#counts.workersDied++;
+    if (!this.#closed && (!w.retiring || running)) this.#counts.workersDied++;
     if (running) {
       if (running.timer) clearTimeout(running.timer);
       running.timer = null;
@@ -431,7 +485,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
   #started(t: Task): void {
     t.startedAt = performance.now();
     this.#wait.add(t.startedAt - t.queuedAt);
-    if (t.timeout >= 0) {
+    if (t.timeout >= 0 && t.timeout <= 0x7fffffff) { // longer: Node's timers cannot express it, and it is never reached
       t.timer = setTimeout(() => {
         t.timer = null;
         const w = t.worker;
@@ -465,6 +519,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
     if (t.signal && t.abort) offAbort(t.signal, t.abort);
     this.#counts.failed++;
     t.reject(e);
+    this.#notifyIdle();
   }
 
   #dispatch(): void {
@@ -478,10 +533,20 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
         if (this.#maxTasks > 0 && w.served + w.tasks.length >= this.#maxTasks) break;
         const t = this.#queue.shift() as Task;
         if (t.done) continue;
+        // A task with a timeout or a signal is not sent behind another: its
+        // timer starts when it runs, and an abort must find it not yet sent.
+        if (w.tasks.length > 0 && (t.timeout >= 0 || t.signal)) {
+          this.#queue.unshift(t);
+          break;
+        }
         t.worker = w;
         w.tasks.push(t);
+        let sent: boolean;
         try {
-          w.conn.send(encodeTask(t.id, t.name, t.args, this.#method));
+          // Never blocks: a full pipe (big arguments) waits for the worker to
+          // drain it, which the next result shows; blocking here would stop
+          // this event loop while the worker waits for us to read its results.
+          sent = w.conn._trySend(encodeTask(t.id, t.name, t.args, this.#method));
         } catch (e) {
           w.tasks.pop();
           t.worker = null;
@@ -492,7 +557,16 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
           this.#fail(t, e); // not serializable, a primitive of another context...
           continue;
         }
-        if (w.tasks.length === 1) this.#started(t);
+        if (!sent) {
+          w.tasks.pop();
+          t.worker = null;
+          this.#queue.unshift(t);
+          break;
+        }
+        if (w.tasks.length === 1) {
+          this.#started(t);
+          this.#expect(w);
+        }
       }
       if (this.#queue.length === 0) return;
     }
@@ -501,7 +575,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
   #submit(name: string, args: unknown[], o: { timeout: number; signal: AbortSignal | undefined; retries: number }): Promise<unknown[]> {
     if (this.#closing || this.#closed) return Promise.reject(new PoolClosedError());
     if (this.#broken) return Promise.reject(this.#broken);
-    if (this.#maxQueue >= 0 && this.#waiting() >= this.#maxQueue) {
+    if (this.#maxQueue >= 0 && this.#waiting() >= this.#maxQueue + this.#freeWorkers()) {
       return Promise.reject(new QueueFullError(`the pool's queue holds ${this.#maxQueue} tasks (maxQueue)`));
     }
     if (o.signal?.aborted) return Promise.reject(signalReason(o.signal));
@@ -574,7 +648,9 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
     const it = (Symbol.asyncIterator in (items as object))
       ? (items as AsyncIterable<A>)[Symbol.asyncIterator]()
       : (items as Iterable<A>)[Symbol.iterator]();
-    const limit = Math.max(4, this.#size * PREFETCH * 2);
+    // Chunks in flight: enough to keep every worker fed, never more than maxQueue lets wait.
+    let limit = Math.max(4, this.#size * PREFETCH * 2);
+    if (this.#maxQueue >= 0) limit = Math.max(1, Math.min(limit, this.#maxQueue + this.#size));
     // Completed chunks, in completion order; `wake` resolves the loop's wait.
     const done: Array<{ k: number; v: unknown[] | null; e: unknown }> = [];
     let wake: (() => void) | null = null;

@@ -57,7 +57,7 @@ export async function serve(conn: Connection, spec: WorkerSpec): Promise<number>
   const fns = new Map<string, (...a: unknown[]) => unknown>();
   conn.send(encodeResult(0, KIND.READY, [], rss(), m));
   for (;;) {
-    // The next task is usually there already (the pool sends several at a
+    // The next task is usually there already (the pool sends up to 32 at a
     // time while tasks queue up) or comes within microseconds: a short
     // synchronous wait (it spins, then sleeps at most IDLE_MS) takes it
     // without an event-loop round trip; after that the worker waits
