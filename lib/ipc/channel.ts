@@ -21,7 +21,7 @@ onToken((t) => {
 });
 
 const REPAIR_MS = 20;
-const SPIN_MS = 0.05; // how long a receiver polls before it sleeps (a peer that answers at once is seen without a syscall)
+const SPIN_MS = 0.3; // how long a receiver polls before it sleeps (a peer that answers at once is seen without a syscall)
 const Shm = (): typeof SharedMemory => contextClass(SharedMemory, 'spawn');
 
 export interface Got {
