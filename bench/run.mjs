@@ -567,3 +567,8 @@ if (deathRun.status !== 0) console.log(`bench/death.mjs failed: ${deathRun.error
 console.log();
 const queueRun = spawnSync(process.execPath, [path.join(here, 'queue.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
 if (queueRun.status !== 0) console.log(`bench/queue.mjs failed: ${queueRun.error?.message ?? `exit ${queueRun.status ?? queueRun.signal}`}`);
+
+// ---- process pools: bench/pool.mjs (writes bench/pool-results.json) ----
+console.log();
+const poolRun = spawnSync(process.execPath, [path.join(here, 'pool.mjs')], { stdio: 'inherit', env: process.env, cwd: root });
+if (poolRun.status !== 0) console.log(`bench/pool.mjs failed: ${poolRun.error?.message ?? `exit ${poolRun.status ?? poolRun.signal}`}`);
