@@ -1,6 +1,7 @@
 // The package's Pool (lib/pool/): API.md "Pool" with real processes and real
 // signals. Task module: test/fixtures/pool-pkg-tasks.ts.
 import t from 'tap';
+import type { Test } from 'tap';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,7 +18,11 @@ const gone = (pid: number): boolean => {
   return s === null; // no process, and no zombie either
 };
 
-async function closed(t: Tap.Test, pool: Pool, pids: number[]): Promise<void> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Err = Error & { [k: string]: any };
+const caught = (e: unknown): Err => e as Err;
+
+async function closed(t: Test, pool: Pool, pids: number[]): Promise<void> {
   await within(pool.close(), 20_000, 'close()');
   let ok = true;
   for (let i = 0; i < 100 && !pids.every(gone); i++) await sleep(20);
@@ -25,10 +30,6 @@ async function closed(t: Tap.Test, pool: Pool, pids: number[]): Promise<void> {
   t.ok(ok, `no worker left after close(), no zombie (${pids.join(', ')})`);
 }
 
-type Tap = typeof t;
-declare namespace Tap {
-  type Test = typeof t;
-}
 
 for (const method of ['forkserver', 'spawn'] as const) {
   t.test(`${method}: run, map, imap, imapUnordered, chunksize, results in order, errors carried`, async (t) => {
@@ -43,7 +44,7 @@ for (const method of ['forkserver', 'spawn'] as const) {
     const unordered: number[] = [];
     for await (const v of pool.imapUnordered([{ x: 1, ms: 150 }, { x: 2, ms: 0 }] as never, { name: 'slowDouble' })) unordered.push(v);
     t.same(unordered, [4, 2], 'imapUnordered: as they complete');
-    const err = await pool.run('boom' as never, { name: 'throwIt' }).catch((e) => e);
+    const err = (await pool.run('boom' as never, { name: 'throwIt' }).catch(caught)) as Err;
     t.match(err, { name: 'RangeError', message: 'boom', code: 'E_TASK', detail: 42 }, 'a task\'s throw: name, message, code and own fields');
     t.match(err.stack, /throwIt/, '... and its stack from the worker');
     t.equal(await pool.run(5), 10, 'the worker serves on after a throw');
@@ -65,16 +66,16 @@ t.test('a worker SIGKILLed mid-task: WorkerDiedError naming pid and signal, a re
   await pool.run(1);
   const pid = await pool.run(null, { name: 'pid' }) as number;
   const t0 = performance.now();
-  const err = await within(pool.run(null, { name: 'kill' }), 10_000, 'the killed task').catch((e) => e);
+  const err = (await within(pool.run(null, { name: 'kill' }), 10_000, 'the killed task').catch(caught)) as Err;
   const ms = performance.now() - t0;
   t.ok(err instanceof WorkerDiedError, 'WorkerDiedError');
   t.equal(err.code, 'ERR_FORKSAFE_WORKER_DIED');
   t.equal(err.signal, 'SIGKILL', 'it names the signal');
   t.ok(typeof err.pid === 'number' && err.pid > 0, `it names the pid (${err.pid})`);
   t.comment(`SIGKILL to WorkerDiedError: ${ms.toFixed(1)} ms`);
-  const segv = await pool.run(null, { name: 'segv' }).catch((e) => e);
+  const segv = (await pool.run(null, { name: 'segv' }).catch(caught)) as Err;
   t.match(segv, { code: 'ERR_FORKSAFE_WORKER_DIED', signal: 'SIGSEGV' }, 'a segfault');
-  const exited = await pool.run(7 as never, { name: 'exitWith' }).catch((e) => e);
+  const exited = (await pool.run(7 as never, { name: 'exitWith' }).catch(caught)) as Err;
   t.match(exited, { code: 'ERR_FORKSAFE_WORKER_DIED', exitCode: 7, signal: null }, 'process.exit(7) in a task');
   t.same(await pool.map([1, 2, 3, 4]), [2, 4, 6, 8], 'replacements serve');
   t.equal(pool.pids.length, 2, 'two workers again');
@@ -93,9 +94,9 @@ t.test('timeouts kill only the worker of the spinning task; aborts: queued remov
   const pool = new Pool({ module: TASKS, workers: 2, taskTimeout: 3000 });
   await pool.run(1);
   const t0 = performance.now();
-  const err = await within(pool.run(null, { name: 'spin', timeout: 200 }), 10_000, 'spin').catch((e) => e);
+  const err = (await within(pool.run(null, { name: 'spin', timeout: 200 }), 10_000, 'spin').catch(caught)) as Err;
   t.ok(err instanceof TimeoutError, `TimeoutError after ${(performance.now() - t0).toFixed(0)} ms`);
-  const err2 = await within(pool.run(null, { name: 'spin' }), 10_000, 'spin (taskTimeout)').catch((e) => e);
+  const err2 = (await within(pool.run(null, { name: 'spin' }), 10_000, 'spin (taskTimeout)').catch(caught)) as Err;
   t.ok(err2 instanceof TimeoutError, 'taskTimeout applies to every run');
   const busy = pool.run({ x: 1, ms: 300 } as never, { name: 'slowDouble' });
   t.equal(await pool.run(4), 8, 'the other worker serves meanwhile');
@@ -139,7 +140,7 @@ t.test('initializer: once per worker; one that fails breaks the pool with the ca
   t.same(s.init, [['a', 1]], 'the initializer ran once, with initArgs');
   await closed(t, pool, pool.pids);
   const bad = new Pool({ module: TASKS, workers: 1, initializer: 'initFails' });
-  const err = await within(bad.run(1), 30_000, 'a run on a pool whose workers cannot start').catch((e) => e);
+  const err = (await within(bad.run(1), 30_000, 'a run on a pool whose workers cannot start').catch(caught)) as Err;
   t.ok(err instanceof PoolBrokenError, `PoolBrokenError: ${err?.message}`);
   t.match(err.cause, { message: 'initializer failed on purpose' }, 'its cause is the initializer\'s error');
   await t.rejects(bad.run(2), PoolBrokenError, 'later runs reject at once');
@@ -283,7 +284,7 @@ t.test('regressions: big arguments both ways, retirement, close() after failures
   await closed(t, lt, lt.pids);
   for (let i = 0; i < 3; i++) {
     const b = new Pool({ module: TASKS, workers: 2, context: 'spawn', initializer: 'initFails' });
-    const e = await within(b.run(1), 30_000, 'broken pool').catch((x) => x);
+    const e = (await within(b.run(1), 30_000, 'broken pool').catch(caught)) as Err;
     t.match(e?.cause, { message: 'initializer failed on purpose' }, `the cause is the initializer's error (${i + 1})`);
     await b.terminate();
   }
