@@ -3,8 +3,8 @@
 // multiprocessing.Pool, 2 workers each: the latency of one trivial task, the throughput of
 // many, 1 MiB arguments and results, start-up to the first result, idle memory per worker.
 //
-//   node bench/pool.mjs                 (about 2-3 minutes on 2 CPUs; needs dist/ built)
-//   BENCH_QUICK=1 node bench/pool.mjs   (fewer tasks and repeats, about 40 s)
+//   node bench/pool.mjs                 (about 2 minutes on 2 CPUs; needs dist/ built)
+//   BENCH_QUICK=1 node bench/pool.mjs   (fewer tasks and repeats, 20-30 s)
 //
 // Each measurement runs in a fresh `node bench/pool-measure.mjs <lib> <test>` (forksafe,
 // forksafe:spawn, piscina, workerpool) or `python3 bench/baselines/py_pool.py <test>` that
