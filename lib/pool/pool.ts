@@ -231,7 +231,7 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
       method = checkMethod((context as { method: StartMethod }).method);
     } else throw invalidArgType('options.context', "a start method or a Context (getContext('spawn'))", context);
     this.#method = method;
-    this.#spec = { module: mod, initializer: initializer ?? null, initArgs: initArgs ?? [], method };
+    this.#spec = { module: mod, initializer: initializer ?? null, initArgs: initArgs ?? [], method, rss: (maxMemory ?? 0) > 0 };
     this.#export = exp ?? 'default';
     this.#size = workers ?? Math.max(1, os.availableParallelism());
     this.#maxTasks = maxTasks ?? 0;

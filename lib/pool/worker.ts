@@ -12,6 +12,8 @@ export interface WorkerSpec {
   initializer: string | null;
   initArgs: unknown[];
   method: StartMethod;
+  /** Report RSS with every answer (maxWorkerMemory is set): reading it costs ~8 us. */
+  rss: boolean;
 }
 
 export interface ErrorInfo {
@@ -89,9 +91,9 @@ export async function serve(conn: Connection, spec: WorkerSpec): Promise<number>
         if (v !== null && typeof v === 'object' && typeof (v as PromiseLike<unknown>).then === 'function') v = await v;
         out.push(v);
       }
-      reply = encodeResult(id, KIND.OK, out, rss(), m);
+      reply = encodeResult(id, KIND.OK, out, spec.rss ? rss() : 0, m);
     } catch (e) {
-      reply = encodeResult(id, KIND.ERROR, [errorInfo(e)], rss(), m);
+      reply = encodeResult(id, KIND.ERROR, [errorInfo(e)], spec.rss ? rss() : 0, m);
     }
     conn.send(reply);
   }
