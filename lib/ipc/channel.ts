@@ -11,7 +11,7 @@ import { onToken, TOKEN } from '../core/runtime';
 import { contextClass } from '../core/registry';
 import { SharedMemory } from '../sync/shared-memory';
 import { decode, encode, Encoded, knownTag, TAG, writeEncoded } from './codec';
-import { H, Owner, REC, Ring, SLICE_MS, SMALL, ST } from './ring';
+import { H, Owner, REC, Ring, SLICE_MS, SMALL, ST, sliceBefore } from './ring';
 
 /** This thread's identity in records and the index lock (a fork()ed child gets its own). */
 export const ME: Owner = { token: TOKEN, start: binding.selfStart() };
@@ -155,7 +155,6 @@ export class Channel {
       if (e.len <= SMALL) {
         writeEncoded(e, this.view, ring.payload(pos));
         ring.commit(pos);
-        if (this.joinable) ring.inc(H.UNFINISHED, 1);
         pos = -1;
       }
     } finally {
@@ -164,16 +163,20 @@ export class Channel {
     if (pos >= 0) {
       // A big message: copied without the lock (nobody waits for us), committed under it.
       writeEncoded(e, this.view, ring.payload(pos));
-      this.lock(-1);
-      try {
-        ring.commit(pos);
-        if (this.joinable) ring.inc(H.UNFINISHED, 1);
-      } finally {
-        ring.unlock();
-      }
+      this.commitLocked(pos);
     }
     ring.notifyPut();
     return true;
+  }
+
+  /** The commit step of a record copied without the lock. */
+  commitLocked(pos: number): void {
+    this.lock(-1);
+    try {
+      this.ring.commit(pos);
+    } finally {
+      this.ring.unlock();
+    }
   }
 
   /** A message too big for the ring: its bytes go to a segment of their own, named in a small record. */
@@ -203,7 +206,7 @@ export class Channel {
       this.lock(-1);
       try {
         this.dropSpill(pos);
-        Atomics.store(ring.i32, ring.rw(pos, 1), ST.ABANDONED);
+        ring.abandon(pos);
         ring.repair(true, (p) => this.dropSpill(p));
       } finally {
         ring.unlock();
@@ -211,13 +214,7 @@ export class Channel {
       ring.notifyGet();
       throw err;
     }
-    this.lock(-1);
-    try {
-      ring.commit(pos);
-      if (this.joinable) ring.inc(H.UNFINISHED, 1);
-    } finally {
-      ring.unlock();
-    }
+    this.commitLocked(pos);
     ring.notifyPut();
     return true;
   }
@@ -241,12 +238,8 @@ export class Channel {
         }
       }
       if (timeout === 0) return false;
-      let t = SLICE_MS;
-      if (deadline >= 0) {
-        const left = deadline - now();
-        if (left <= 0) return false;
-        if (left < t) t = left;
-      }
+      const t = sliceBefore(deadline);
+      if (t === 0) return false;
       ring.add(H.PWAIT, 1);
       const st = binding.wordWait(ring.buf, (ring.base + H.GETSEQ) * 4, seq, t);
       ring.add(H.PWAIT, -1);
@@ -399,12 +392,8 @@ export class Channel {
         if (deadline >= 0 && now() >= deadline) return undefined;
         continue;
       }
-      let t = SLICE_MS;
-      if (deadline >= 0) {
-        const left = deadline - now();
-        if (left <= 0) return undefined;
-        if (left < t) t = left;
-      }
+      const t = sliceBefore(deadline);
+      if (t === 0) return undefined;
       ring.add(H.CWAIT, 1);
       const st = binding.wordWait(ring.buf, (ring.base + H.PUTSEQ) * 4, seq, t);
       ring.add(H.CWAIT, -1);
@@ -472,12 +461,8 @@ export class Channel {
       const seq = ring.w(H.JOINSEQ);
       if (ring.w(H.UNFINISHED) <= 0) return true;
       if (timeout === 0) return false;
-      let t = SLICE_MS;
-      if (deadline >= 0) {
-        const left = deadline - now();
-        if (left <= 0) return false;
-        if (left < t) t = left;
-      }
+      const t = sliceBefore(deadline);
+      if (t === 0) return false;
       ring.add(H.JWAIT, 1);
       const st = binding.wordWait(ring.buf, (ring.base + H.JOINSEQ) * 4, seq, t);
       ring.add(H.JWAIT, -1);

@@ -15,7 +15,7 @@ import { Channel, Hooks, PeerClosedError, QueueEmptyError, QueueShutDownError } 
 import { Holders } from './holders';
 import { TAG } from './codec';
 import { CorruptError } from '../core/errors';
-import { H, HEADER_BYTES, initRing, Ring, ringCap, SLICE_MS } from './ring';
+import { H, HEADER_BYTES, initRing, Ring, ringCap, sliceBefore } from './ring';
 
 // Segment layout: [pipe header 1 KiB][ring 0 (end 0 receives)][ring 1 (end 1 receives)].
 // Pipe header words: 0 magic, 1 flags (bit 0 duplex), 2 ring cap, 16..: the
@@ -240,12 +240,8 @@ export class Connection<T = unknown> {
       const got = ch.tryGet();
       if (got) return got.value as T;
       this._peerCheck();
-      let t = SLICE_MS;
-      if (deadline >= 0) {
-        const left = deadline - performance.now();
-        if (left <= 0) throw new QueueEmptyError('no message within the timeout');
-        t = Math.min(t, left);
-      }
+      const t = sliceBefore(deadline);
+      if (t === 0) throw new QueueEmptyError('no message within the timeout');
       ring.add(H.CWAIT, 1);
       try {
         await shm.waitAsync(ring.base + H.PUTSEQ, seq, { timeout: Math.max(1, t), signal });
@@ -273,12 +269,8 @@ export class Connection<T = unknown> {
       } catch {
         return true; // recv() would not block: it throws PeerClosedError
       }
-      let t = SLICE_MS;
-      if (deadline >= 0) {
-        const left = deadline - performance.now();
-        if (left <= 0) return false;
-        t = Math.min(t, left);
-      }
+      const t = sliceBefore(deadline);
+      if (t === 0) return false;
       ring.add(H.CWAIT, 1);
       binding.wordWait(ring.buf, (ring.base + H.PUTSEQ) * 4, seq, t);
       ring.add(H.CWAIT, -1);

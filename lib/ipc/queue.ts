@@ -11,7 +11,7 @@ import { parseTimeout, signalAborted, signalReason, timeoutOf, validateObject, v
 import { SharedMemory } from '../sync/shared-memory';
 import { Channel, Hooks, QueueEmptyError, QueueFullError, QueueShutDownError } from './channel';
 import { Encoded } from './codec';
-import { FLAG_JOINABLE, H, HEADER_BYTES, HOLDERS_AT, HOLDERS_N, initRing, Ring, ringCap, SLICE_MS, TRANSIT_N } from './ring';
+import { FLAG_JOINABLE, H, HEADER_BYTES, HOLDERS_AT, HOLDERS_N, initRing, Ring, ringCap, SLICE_MS, sliceBefore, TRANSIT_N } from './ring';
 import { Holders } from './holders';
 import { onForkChild } from '../fork';
 
@@ -535,12 +535,8 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
       const ring = ch.ring;
       const seq = ring.w(H.JOINSEQ);
       if (ring.w(H.UNFINISHED) <= 0) return true;
-      let t = SLICE_MS;
-      if (deadline >= 0) {
-        const left = deadline - performance.now();
-        if (left <= 0) return false;
-        t = Math.min(t, left);
-      }
+      const t = sliceBefore(deadline);
+      if (t === 0) return false;
       ring.add(H.JWAIT, 1);
       let r: string;
       try {

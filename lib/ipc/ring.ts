@@ -66,11 +66,6 @@ const R_STAMP = 0, R_STATE = 1, R_LEN = 2, R_TAG = 3, R_PTOK = 4, R_PSTART = 5, 
 export const FLAG_JOINABLE = 1;
 export const ST = { RESERVED: 1, COMMITTED: 2, TAKEN: 3, DONE: 4, ABANDONED: 5, PAD: 6 } as const;
 
-/** Bytes a ring of `cap` ring bytes needs in its segment. */
-export function ringBytes(cap: number): number {
-  return HEADER_BYTES + cap;
-}
-
 /** The ring size for a requested capacity: a power of two, at least 4 KiB. */
 export function ringCap(capacity: number): number {
   let c = 4096;
@@ -280,6 +275,12 @@ export class Ring {
     this.i32[this.rw(pos, R_STATE)] = ST.COMMITTED;
     this.inc(H.RESV, -1);
     this.inc(H.COUNT, 1);
+    if ((this.p(H.FLAGS) & FLAG_JOINABLE) !== 0) this.inc(H.UNFINISHED, 1);
+  }
+
+  /** Under the lock: a RESERVED record of ours will never be committed (its spill failed). */
+  abandon(pos: number): void {
+    this.i32[this.rw(pos, R_STATE)] = ST.ABANDONED;
   }
 
   /** After a commit (lock released): wake a consumer. */
@@ -462,4 +463,11 @@ export class Ring {
 
 export function align(n: number): number {
   return (n + REC - 1) & ~(REC - 1);
+}
+
+/** How long the next wait slice may be before `deadline` (ms, -1: none): SLICE_MS at most, 0 once it has passed. */
+export function sliceBefore(deadline: number): number {
+  if (deadline < 0) return SLICE_MS;
+  const left = deadline - performance.now();
+  return left <= 0 ? 0 : Math.min(SLICE_MS, left);
 }

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  ForksafeError, PoolBrokenError, PoolClosedError, QueueFullError, TimeoutError, WorkerDiedError,
+  PoolBrokenError, PoolClosedError, QueueFullError, TimeoutError, WorkerDiedError,
   invalidArgType, outOfRange,
 } from '../core/errors';
 import type { StartMethod } from '../core/layout';
@@ -751,4 +751,3 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
   }
 }
 
-export { ForksafeError };
