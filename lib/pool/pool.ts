@@ -561,6 +561,10 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
           w.tasks.pop();
           t.worker = null;
           this.#queue.unshift(t);
+          // Full, or its index lock busy this instant: the next answer of this
+          // worker dispatches again, and if it holds nothing no answer comes,
+          // so try again shortly in any case.
+          this.#retrySoon();
           break;
         }
         if (w.tasks.length === 1) {
@@ -570,6 +574,16 @@ export class Pool<A = unknown, R = unknown> extends EventEmitter {
       }
       if (this.#queue.length === 0) return;
     }
+  }
+
+  #retryTimer: NodeJS.Timeout | null = null;
+
+  #retrySoon(): void {
+    if (this.#retryTimer) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = null;
+      this.#dispatch();
+    }, 1);
   }
 
   #submit(name: string, args: unknown[], o: { timeout: number; signal: AbortSignal | undefined; retries: number }): Promise<unknown[]> {
